@@ -1,0 +1,187 @@
+"""Heuristic document filters for the pretraining corpus (KnowLM removes harmful content and
+noise heuristically before dedup; see 001 §3.1).
+
+Rules run in a fixed order and the first match names the reason a document is removed, so
+every removed document is counted under exactly one rule:
+
+====================  =====================================================================
+``empty``             blank after rendering the source template
+``too_short``         fewer than ``min_chars`` non-whitespace characters
+``too_long``          more than ``max_chars`` characters (scraped dumps, one-line pages)
+``mojibake``          wrong-decoding artefacts: ftfy's "badness" sequences (UTF-8 read as
+                      latin-1/cp1252), U+FFFD replacement characters, 锟斤拷/烫烫烫 runs
+``blocklist``         a harmful-content phrase from ``data/filters/blocklist_{zh,en}.txt``
+``boilerplate``       most lines are navigation / spam lines (``boilerplate_{zh,en}.txt``)
+``repetition``        the same sentence repeated, or text that compresses suspiciously well
+``symbol_ratio``      mostly symbols (ASCII art, base64 junk, emoji spam)
+====================  =====================================================================
+
+Mojibake detection uses ``ftfy`` (maintained, the reference tool for this) instead of a
+hand-written list of byte patterns. Lists (blocklist, boilerplate) are data files shipped in
+the package; a config may point at its own files instead.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+import zlib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from ftfy import badness
+
+from .config import field
+
+RULES = ("empty", "too_short", "too_long", "mojibake", "blocklist", "boilerplate", "repetition", "symbol_ratio")
+
+
+@dataclass
+class FilterConfig:
+    min_chars: int = field(30, help="documents with fewer non-whitespace characters are removed (too_short)")
+    max_chars: int = field(100_000, help="documents with more characters are removed (too_long)")
+    mojibake_max_ratio: float = field(
+        0.01, help="max (ftfy badness + U+FFFD + 锟斤拷-run characters) per non-space character")
+    blocklist_files: list[str] = field(
+        default_factory=lambda: ["package:blocklist_zh.txt", "package:blocklist_en.txt"],
+        help="phrase lists, one per line; 'package:NAME' is a file in knowlm_utils/data/filters/")
+    boilerplate_files: list[str] = field(
+        default_factory=lambda: ["package:boilerplate_zh.txt", "package:boilerplate_en.txt"],
+        help="line regexes (case-insensitive); 'package:NAME' as above")
+    boilerplate_max_line_fraction: float = field(
+        0.5, help="remove when at least this fraction of non-empty lines is boilerplate")
+    boilerplate_max_line_chars: int = field(
+        200, help="a line longer than this is content even if a boilerplate pattern matches it")
+    repetition_max_dup_fraction: float = field(
+        0.3, help="max fraction of characters in sentences that repeat an earlier sentence")
+    repetition_min_compress_ratio: float = field(
+        0.12, help="min zlib compressed/raw byte ratio for texts of >= 500 bytes (lower = repetitive)")
+    symbol_max_ratio: float = field(0.3, help="max fraction of symbol characters (not letters, digits, "
+                                               "whitespace or common punctuation)")
+    rules: list[str] = field(default_factory=lambda: list(RULES),
+                             help=f"rules to apply, in this order; any of {list(RULES)}")
+
+    def __post_init__(self) -> None:
+        unknown = [r for r in self.rules if r not in RULES]
+        if unknown:
+            raise ValueError(f"unknown filter rule(s) {unknown}; known: {list(RULES)}")
+
+
+def _read_list(spec: str, base_dir: Path | None = None) -> list[str]:
+    if spec.startswith("package:"):
+        text = resources.files("knowlm_utils").joinpath("data/filters", spec[len("package:"):]).read_text("utf-8")
+    else:
+        path = Path(spec)
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        text = path.read_text("utf-8")
+    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+
+
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_SENTENCE_SPLIT = re.compile(r"(?<=[。！？!?；;\n])|(?<=\.)\s+")
+_GARBAGE_RUN = re.compile(r"(?:锟斤拷|烫烫烫|屯屯屯)+")
+_COMMON_PUNCT = set("，。！？；：、“”‘’（）《》【】—…·,.!?;:'\"()-[]")
+
+
+def _phrase_regex(phrases: list[str]) -> re.Pattern | None:
+    """One alternation: CJK phrases match as substrings, others on word boundaries."""
+    if not phrases:
+        return None
+    parts = []
+    for p in sorted(set(phrases), key=len, reverse=True):
+        body = r"\s+".join(re.escape(w) for w in p.split())
+        parts.append(body if _CJK.search(p) else rf"\b{body}\b")
+    return re.compile("|".join(parts), re.IGNORECASE)
+
+
+def symbol_ratio(text: str) -> float:
+    chars = [c for c in text if not c.isspace()]
+    if not chars:
+        return 0.0
+    n_sym = sum(1 for c in chars if c not in _COMMON_PUNCT and unicodedata.category(c)[0] not in "LN")
+    return n_sym / len(chars)
+
+
+def mojibake_ratio(text: str) -> float:
+    nonspace = sum(1 for c in text if not c.isspace())
+    if not nonspace:
+        return 0.0
+    garbage = sum(len(m) for m in _GARBAGE_RUN.findall(text))
+    return (badness.badness(text) + text.count("\ufffd") + garbage) / nonspace
+
+
+def duplicate_sentence_fraction(text: str) -> float:
+    seen: set[str] = set()
+    dup = total = 0
+    for sent in _SENTENCE_SPLIT.split(text):
+        s = sent.strip()
+        if not s:
+            continue
+        total += len(s)
+        if len(s) >= 5 and s in seen:
+            dup += len(s)
+        seen.add(s)
+    return dup / total if total else 0.0
+
+
+class DocumentFilter:
+    """Applies the configured rules; ``check(text)`` returns the first failing rule or None."""
+
+    def __init__(self, config: FilterConfig | None = None, base_dir: Path | None = None):
+        self.config = cfg = config or FilterConfig()
+        self.blocklist = _phrase_regex([p for f in cfg.blocklist_files for p in _read_list(f, base_dir)])
+        patterns = [p for f in cfg.boilerplate_files for p in _read_list(f, base_dir)]
+        for p in patterns:
+            try:
+                re.compile(p)
+            except re.error as exc:
+                raise ValueError(f"invalid boilerplate regex {p!r}: {exc}") from exc
+        self.boilerplate = re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE) if patterns else None
+        self._checks = [(rule, getattr(self, f"_is_{rule}")) for rule in cfg.rules]
+
+    def check(self, text: str, skip: frozenset[str] | set[str] = frozenset()) -> str | None:
+        for rule, fn in self._checks:
+            if rule not in skip and fn(text):
+                return rule
+        return None
+
+    # -- rules -----------------------------------------------------------------------------
+    def _is_empty(self, text: str) -> bool:
+        return not text.strip()
+
+    def _is_too_short(self, text: str) -> bool:
+        return sum(1 for c in text if not c.isspace()) < self.config.min_chars
+
+    def _is_too_long(self, text: str) -> bool:
+        return len(text) > self.config.max_chars
+
+    def _is_mojibake(self, text: str) -> bool:
+        return mojibake_ratio(text) > self.config.mojibake_max_ratio
+
+    def _is_blocklist(self, text: str) -> bool:
+        return bool(self.blocklist and self.blocklist.search(text))
+
+    def _is_boilerplate(self, text: str) -> bool:
+        if self.boilerplate is None:
+            return False
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        if not lines:
+            return False
+        limit = self.config.boilerplate_max_line_chars
+        hits = 0
+        for ln in lines:
+            n = len(self.boilerplate.findall(ln))
+            if (n and len(ln) <= limit) or n >= 3:
+                hits += 1
+        return hits / len(lines) >= self.config.boilerplate_max_line_fraction
+
+    def _is_repetition(self, text: str) -> bool:
+        if duplicate_sentence_fraction(text) > self.config.repetition_max_dup_fraction:
+            return True
+        raw = text.encode("utf-8")
+        return len(raw) >= 500 and len(zlib.compress(raw, 6)) / len(raw) < self.config.repetition_min_compress_ratio
+
+    def _is_symbol_ratio(self, text: str) -> bool:
+        return symbol_ratio(text) > self.config.symbol_max_ratio

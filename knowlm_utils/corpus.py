@@ -1,0 +1,406 @@
+"""Stage 01 — corpus construction: declarative sources → streaming readers → cleaning
+filters → exact/near dedup → cleaned JSONL shards per source + ``stats.json``.
+
+Accounting invariant (per source and in total), reported in ``stats.json``::
+
+    records read = kept + filtered + duplicates + skipped
+
+* ``skipped``: lines that cannot become a document (invalid UTF-8, invalid JSON, missing or
+  non-string template field, ...). Each is listed with file:line in ``skipped.jsonl``; with
+  ``bad_lines: fail`` the first one raises :class:`BadLineError` instead.
+* ``filtered`` / ``duplicates``: each removed document is listed with file:line, rule and
+  (for duplicates) the id of the kept copy in ``removed.jsonl``. Nothing disappears silently.
+
+Paths in a config file are relative to that file. The same :func:`build` runs in notebook 01,
+``knowlm corpus build CONFIG.yaml`` and the tests.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import json
+import os
+import shutil
+import string
+import time
+import zlib
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+from tqdm import tqdm
+
+from .cleaning import RULES, DocumentFilter, FilterConfig
+from .config import field, load_config
+from .dedup import DedupConfig, Deduplicator
+from .fileio import atomic_open, write_json_atomic
+
+FORMATS = ("jsonl", "jsonl.gz", "txt", "txt.gz")
+SKIP_REASONS = ("invalid_utf8", "invalid_json", "not_an_object", "missing_field", "wrong_type",
+                "nul_byte", "line_too_long", "corrupt_compressed_stream")
+# log10(characters) bin edges for the length histograms: 1 .. 10^7 in 0.1 steps
+LENGTH_BINS = [round(x, 1) for x in np.arange(0.0, 7.05, 0.1)]
+
+
+class BadLineError(ValueError):
+    """Raised with ``bad_lines: fail``; the message names file, line and reason."""
+
+
+@dataclass
+class SourceConfig:
+    name: str = field(help="source name: output folder and the `source` field of every document")
+    path: str = field(help="file path or glob (relative to the config file)")
+    format: str | None = field(None, help=f"one of {list(FORMATS)}; default: from the file extension")
+    template: str = field("{text}", help="text template over record fields, e.g. '{title}\\n{content}'; "
+                                         "for txt sources the line is the field `text`")
+    language: str = field("zh", help="zh, en, code or mixed (used by later stages to pick a splitter)")
+    skip_filters: list[str] = field(default_factory=list, help="filter rules not applied to this source "
+                                                               "(e.g. symbol_ratio and repetition for code)")
+
+    def __post_init__(self) -> None:
+        if self.format is not None and self.format not in FORMATS:
+            raise ValueError(f"source {self.name!r}: format must be one of {FORMATS}, got {self.format!r}")
+        bad = [r for r in self.skip_filters if r not in RULES]
+        if bad:
+            raise ValueError(f"source {self.name!r}: unknown rule(s) in skip_filters: {bad}")
+        template_fields(self.template, self.name)
+
+
+@dataclass
+class CorpusConfig:
+    sources: list[SourceConfig] = field(help="the input sources, processed in this order")
+    output_dir: str = field("corpus_out", help="where shards and stats go (relative to the current directory)")
+    bad_lines: str = field("skip", help="'skip' (count and report) or 'fail' (raise on the first bad line)")
+    max_line_bytes: int = field(16 * 2**20, help="longer lines are skipped as line_too_long without being "
+                                                  "read into memory whole")
+    shard_max_docs: int = field(100_000, help="documents per output shard")
+    max_docs_per_source: int | None = field(None, help="read at most this many records per source (smoke runs)")
+    filters: FilterConfig = field(default_factory=FilterConfig, help="cleaning rules and thresholds")
+    dedup: DedupConfig = field(default_factory=DedupConfig, help="exact and near-duplicate removal")
+    progress: bool = field(True, help="show a progress bar per source")
+    base_dir: str | None = field(None, help="base for relative source paths (set from the config file's folder)")
+
+    def __post_init__(self) -> None:
+        if self.bad_lines not in ("skip", "fail"):
+            raise ValueError(f"bad_lines must be 'skip' or 'fail', got {self.bad_lines!r}")
+        names = [s.name for s in self.sources]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"duplicate source name(s) {dup}")
+        if not self.sources:
+            raise ValueError("at least one source is required")
+
+
+def load_corpus_config(path: str | os.PathLike, overrides: list[str] | None = None) -> CorpusConfig:
+    cfg = load_config(CorpusConfig, path, overrides)
+    if cfg.base_dir is None:
+        cfg.base_dir = str(Path(path).resolve().parent)
+    return cfg
+
+
+def template_fields(template: str, where: str = "template") -> list[str]:
+    """Field names of a str.format template; only plain names are allowed (no attribute or
+    index access, no conversions), so rendering user templates can never run code."""
+    names = []
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ValueError(f"{where}: invalid template {template!r}: {exc}") from exc
+    for _, name, spec, conv in parsed:
+        if name is None:
+            continue
+        if not name.isidentifier() or spec or conv:
+            raise ValueError(f"{where}: template field {{{name}}} must be a plain field name")
+        names.append(name)
+    if not names:
+        raise ValueError(f"{where}: template {template!r} names no field")
+    return names
+
+
+# ----------------------------------------------------------------------------- reading ----
+@dataclass
+class Record:
+    """One physical line of a source file: either a document text or a skip reason."""
+    file: str
+    line: int
+    text: str | None = None
+    skip: str | None = None
+    detail: str = ""
+
+
+def source_files(src: SourceConfig, base_dir: str | os.PathLike | None) -> list[Path]:
+    pattern = Path(src.path).expanduser()
+    if not pattern.is_absolute() and base_dir is not None:
+        pattern = Path(base_dir) / pattern
+    files = sorted(Path(p) for p in glob.glob(str(pattern), recursive=True) if Path(p).is_file())
+    if not files:
+        raise FileNotFoundError(f"source {src.name!r}: no file matches {pattern}")
+    return files
+
+
+def file_format(src: SourceConfig, path: Path) -> str:
+    if src.format:
+        return src.format
+    name = path.name.lower()
+    for fmt in sorted(FORMATS, key=len, reverse=True):
+        if name.endswith("." + fmt):
+            return fmt
+    raise ValueError(f"source {src.name!r}: cannot tell the format of {path}; set `format`")
+
+
+def _raw_lines(fh, max_bytes: int) -> Iterator[tuple[bytes | None, int]]:
+    """Yield (line_without_newline | None if too long, length_in_bytes) without ever holding
+    more than ``max_bytes`` of one line in memory."""
+    while True:
+        chunk = fh.readline(max_bytes + 1)
+        if not chunk:
+            return
+        if chunk.endswith(b"\n") or len(chunk) <= max_bytes:
+            yield chunk.rstrip(b"\n").rstrip(b"\r"), len(chunk)
+            continue
+        total = len(chunk)
+        while chunk and not chunk.endswith(b"\n"):  # drain the rest of the long line
+            chunk = fh.readline(1 << 20)
+            total += len(chunk)
+        yield None, total
+
+
+def _parse(raw: bytes, fmt: str, fields: list[str], template: str) -> tuple[str | None, str | None, str]:
+    """Return (text, skip_reason, detail) for one line."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, "invalid_utf8", f"byte {exc.start}: {exc.reason}"
+    if "\x00" in line:
+        return None, "nul_byte", f"NUL at column {line.index(chr(0)) + 1}"
+    if fmt.startswith("txt"):
+        return line, None, ""
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return None, "invalid_json", f"column {exc.colno}: {exc.msg}"
+    if not isinstance(obj, dict):
+        return None, "not_an_object", f"got {type(obj).__name__}"
+    for name in fields:
+        if name not in obj:
+            return None, "missing_field", f"no field {name!r}"
+        if not isinstance(obj[name], str):
+            return None, "wrong_type", f"field {name!r} is {type(obj[name]).__name__}, not str"
+    return template.format_map({k: obj[k] for k in fields}), None, ""
+
+
+def iter_records(src: SourceConfig, path: Path, max_line_bytes: int = 16 * 2**20,
+                 progress: tqdm | None = None) -> Iterator[Record]:
+    """Stream one file of a source as :class:`Record` objects (never raises on bad data)."""
+    fmt = file_format(src, path)
+    fields = ["text"] if fmt.startswith("txt") else template_fields(src.template, src.name)
+    template = "{text}" if fmt.startswith("txt") else src.template
+    line_no = 0
+    with open(path, "rb") as raw_fh:
+        fh = gzip.GzipFile(fileobj=raw_fh, mode="rb") if fmt.endswith(".gz") else raw_fh
+        last_pos = 0
+        try:
+            for raw, _n in _raw_lines(fh, max_line_bytes):
+                line_no += 1
+                if progress is not None:
+                    pos = raw_fh.tell()
+                    progress.update(pos - last_pos)
+                    last_pos = pos
+                if raw is None:
+                    yield Record(str(path), line_no, skip="line_too_long", detail=f"longer than {max_line_bytes} bytes")
+                    continue
+                text, skip, detail = _parse(raw, fmt, fields, template)
+                yield Record(str(path), line_no, text=text, skip=skip, detail=detail)
+        except (OSError, EOFError, zlib.error) as exc:
+            yield Record(str(path), line_no + 1, skip="corrupt_compressed_stream", detail=str(exc))
+
+
+# ----------------------------------------------------------------------------- building ---
+def _log_bin(n_chars: int) -> int:
+    return int(np.searchsorted(LENGTH_BINS, np.log10(max(n_chars, 1)), side="right") - 1)
+
+
+class _ShardWriter:
+    def __init__(self, folder: Path, max_docs: int):
+        self.folder, self.max_docs = folder, max_docs
+        self.index, self.count, self.fh, self.ctx, self.files = 0, 0, None, None, []
+
+    def write(self, row: dict) -> None:
+        if self.fh is None or self.count >= self.max_docs:
+            self.close()
+            path = self.folder / f"part-{self.index:05d}.jsonl"
+            self.ctx = atomic_open(path, "w")
+            self.fh = self.ctx.__enter__()
+            self.files.append(path.name)
+            self.index, self.count = self.index + 1, 0
+        self.fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self.count += 1
+
+    def close(self, exc: BaseException | None = None) -> None:
+        if self.ctx is not None:
+            self.ctx.__exit__(type(exc) if exc else None, exc, None)
+            self.ctx = self.fh = None
+
+
+def _new_source_stats(src: SourceConfig, files: list[Path]) -> dict[str, Any]:
+    return {"language": src.language, "files": [str(f) for f in files], "lines_read": {},
+            "records": 0, "kept": 0, "filtered": 0, "duplicates": 0, "skipped": 0,
+            "by_rule": Counter(), "by_skip": Counter(), "chars_in": 0, "chars_kept": 0,
+            "hist_before": [0] * len(LENGTH_BINS), "hist_after": [0] * len(LENGTH_BINS), "shards": []}
+
+
+def build(config: CorpusConfig, output_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Run the whole stage; returns the stats dict (also written to ``stats.json``).
+
+    Output is assembled in a temporary sibling folder and moved into place at the end, so an
+    interrupted run never leaves a half-built corpus under the final name.
+    """
+    out = Path(output_dir or config.output_dir).resolve()
+    tmp = out.parent / f".{out.name}.building-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    t0 = time.perf_counter()
+    doc_filter = DocumentFilter(config.filters, Path(config.base_dir) if config.base_dir else None)
+    dedup = Deduplicator(config.dedup)
+    stats: dict[str, Any] = {}
+    try:
+        with atomic_open(tmp / "removed.jsonl") as removed_fh, atomic_open(tmp / "skipped.jsonl") as skipped_fh:
+            for src in config.sources:
+                files = source_files(src, config.base_dir)
+                st = stats[src.name] = _new_source_stats(src, files)
+                _build_source(config, src, files, st, doc_filter, dedup, tmp, removed_fh, skipped_fh)
+        result = _finalize_stats(config, stats, time.perf_counter() - t0)
+        write_json_atomic(tmp / "stats.json", result)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+    return result
+
+
+def _build_source(config, src, files, st, doc_filter, dedup, tmp, removed_fh, skipped_fh) -> None:
+    writer = _ShardWriter(tmp / src.name, config.shard_max_docs)
+    skip_rules = frozenset(src.skip_filters)
+    total_bytes = sum(f.stat().st_size for f in files)
+    bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc=f"corpus:{src.name}",
+               disable=not config.progress, mininterval=1.0)
+    try:
+        for path in files:
+            n_read = 0
+            for rec in iter_records(src, path, config.max_line_bytes, bar):
+                if config.max_docs_per_source is not None and st["records"] >= config.max_docs_per_source:
+                    break
+                n_read = rec.line
+                st["records"] += 1
+                if rec.skip is not None:
+                    if config.bad_lines == "fail":
+                        raise BadLineError(f"{rec.file}:{rec.line}: {rec.skip} ({rec.detail})")
+                    st["skipped"] += 1
+                    st["by_skip"][rec.skip] += 1
+                    skipped_fh.write(json.dumps({"source": src.name, "file": rec.file, "line": rec.line,
+                                                 "reason": rec.skip, "detail": rec.detail}) + "\n")
+                    continue
+                _process_doc(src, rec, st, doc_filter, dedup, skip_rules, writer, removed_fh)
+            st["lines_read"][str(path)] = n_read
+        writer.close()
+    except BaseException as exc:
+        writer.close(exc)
+        raise
+    finally:
+        bar.close()
+    st["shards"] = writer.files
+
+
+def _process_doc(src, rec, st, doc_filter, dedup, skip_rules, writer, removed_fh) -> None:
+    text = rec.text
+    n = len(text)
+    st["chars_in"] += n
+    st["hist_before"][_log_bin(n)] += 1
+    doc_id = f"{src.name}:{rec.line}" if len(st["files"]) == 1 else f"{src.name}:{Path(rec.file).name}:{rec.line}"
+    rule = doc_filter.check(text, skip_rules)
+    dup_of = None
+    if rule is None:
+        found = dedup.check(doc_id, text)
+        if found is not None:
+            rule, dup_of = found
+    if rule is not None:
+        key = "duplicates" if dup_of is not None else "filtered"
+        st[key] += 1
+        st["by_rule"][rule] += 1
+        row = {"id": doc_id, "source": src.name, "file": rec.file, "line": rec.line, "rule": rule,
+               "chars": n, "preview": text[:80]}
+        if dup_of is not None:
+            row["dup_of"] = dup_of
+        removed_fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        return
+    st["kept"] += 1
+    st["chars_kept"] += n
+    st["hist_after"][_log_bin(n)] += 1
+    writer.write({"id": doc_id, "text": text, "source": src.name, "lang": src.language,
+                  "file": rec.file, "line": rec.line})
+
+
+def _finalize_stats(config: CorpusConfig, stats: dict[str, Any], wall_s: float) -> dict[str, Any]:
+    keys = ("records", "kept", "filtered", "duplicates", "skipped", "chars_in", "chars_kept")
+    totals = {k: sum(s[k] for s in stats.values()) for k in keys}
+    for name, s in stats.items():
+        s["by_rule"], s["by_skip"] = dict(s["by_rule"]), dict(s["by_skip"])
+        if s["records"] != s["kept"] + s["filtered"] + s["duplicates"] + s["skipped"]:
+            raise AssertionError(f"accounting mismatch in source {name}: {s}")
+    return {"sources": stats, "totals": totals, "length_bins_log10": LENGTH_BINS,
+            "rules": list(RULES), "skip_reasons": list(SKIP_REASONS), "wall_s": round(wall_s, 3),
+            "config": asdict(config)}
+
+
+def main(config: CorpusConfig | str | os.PathLike, output_dir: str | os.PathLike | None = None,
+         overrides: list[str] | None = None) -> dict[str, Any]:
+    """Entry point shared by the CLI, scripts and notebooks: a config object or a YAML path."""
+    if not isinstance(config, CorpusConfig):
+        config = load_corpus_config(config, overrides)
+    return build(config, output_dir)
+
+
+# ----------------------------------------------------------------------------- CLI --------
+def add_cli(subparsers) -> None:
+    """``knowlm corpus build|evaluate``."""
+    p = subparsers.add_parser("corpus", help="stage 01: build and measure the cleaned pretraining corpus")
+    sub = p.add_subparsers(dest="corpus_cmd", required=True)
+    b = sub.add_parser("build", help="read sources, clean, dedup, write shards + stats.json")
+    b.add_argument("config", help="corpus YAML (see configs/corpus-sample.yaml)")
+    b.add_argument("--out", help="output folder (default: output_dir from the config)")
+    b.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. -o dedup.threshold=0.9 (repeatable)")
+    b.add_argument("--no-progress", action="store_true", help="no progress bars")
+    b.set_defaults(func=_cli_build)
+    e = sub.add_parser("evaluate", help="recall/precision of each rule against a noise manifest")
+    e.add_argument("corpus_dir")
+    e.add_argument("--manifest", required=True, help="e.g. data_samples/corpus/noise_manifest.jsonl")
+    e.set_defaults(func=_cli_evaluate)
+
+
+def _cli_build(args) -> int:
+    overrides = list(args.override) + (["progress=false"] if args.no_progress else [])
+    stats = main(args.config, args.out, overrides)
+    t = stats["totals"]
+    out = args.out or load_corpus_config(args.config, overrides).output_dir
+    print(f"records {t['records']}: kept {t['kept']}, filtered {t['filtered']}, duplicates {t['duplicates']}, "
+          f"skipped {t['skipped']} → {out} ({stats['wall_s']:.1f} s)")
+    for name, s in stats["sources"].items():
+        rules = ", ".join(f"{k} {v}" for k, v in sorted(s["by_rule"].items())) or "-"
+        skips = ", ".join(f"{k} {v}" for k, v in sorted(s["by_skip"].items())) or "-"
+        print(f"  {name}: kept {s['kept']}/{s['records']}; removed: {rules}; skipped: {skips}")
+    return 0
+
+
+def _cli_evaluate(args) -> int:
+    from .corpus_report import evaluate_against_manifest
+
+    print(evaluate_against_manifest(args.corpus_dir, args.manifest).to_string())
+    return 0

@@ -1,0 +1,104 @@
+"""Exact and near-duplicate detection for streaming corpora.
+
+* Exact: a 128-bit BLAKE2b digest of the normalised text (NFKC, lower-case, whitespace
+  collapsed); 16 bytes of memory per kept document.
+* Near: MinHash signatures over character n-grams (language-agnostic: works for Chinese,
+  which has no spaces, as well as English and code) indexed with LSH. We use ``datasketch``
+  (maintained, numpy-vectorised MinHash + banded LSH, with optional Redis/Cassandra storage
+  for indexes that do not fit in memory) rather than writing our own banding; candidates from
+  LSH are verified against the stored signature so that the threshold is the estimated
+  Jaccard similarity, not just a band collision.
+
+The first document seen is kept; later ones are reported as duplicates of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass
+
+import xxhash
+from datasketch import LeanMinHash, MinHash, MinHashLSH
+
+from .config import field
+
+_WS = re.compile(r"\s+")
+
+
+@dataclass
+class DedupConfig:
+    exact: bool = field(True, help="remove documents whose normalised text equals an earlier one")
+    near: bool = field(True, help="remove near-duplicates with MinHash LSH")
+    threshold: float = field(0.8, help="estimated Jaccard similarity at or above which a document is a near-duplicate")
+    num_perm: int = field(128, help="MinHash permutations (accuracy vs memory/speed)")
+    ngram: int = field(5, help="character n-gram size for shingles")
+    seed: int = field(1, help="MinHash seed (same seed = same signatures across runs)")
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.threshold <= 1.0:
+            raise ValueError(f"dedup.threshold must be in (0, 1], got {self.threshold}")
+        if self.ngram < 1 or self.num_perm < 16:
+            raise ValueError("dedup.ngram must be >= 1 and dedup.num_perm >= 16")
+
+
+def normalize(text: str) -> str:
+    return _WS.sub(" ", unicodedata.normalize("NFKC", text).lower()).strip()
+
+
+def shingles(text: str, n: int) -> set[bytes]:
+    t = normalize(text)
+    if len(t) <= n:
+        return {t.encode("utf-8")}
+    return {t[i:i + n].encode("utf-8") for i in range(len(t) - n + 1)}
+
+
+def _hash32(b: bytes) -> int:
+    return xxhash.xxh32_intdigest(b)
+
+
+class Deduplicator:
+    """``check(doc_id, text)`` returns ``None`` (new: remembered) or ``(kind, first_id)``."""
+
+    def __init__(self, config: DedupConfig | None = None):
+        self.config = cfg = config or DedupConfig()
+        self._exact: dict[bytes, str] = {}
+        self._lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm) if cfg.near else None
+        self._sigs: dict[str, LeanMinHash] = {}
+
+    def signature(self, text: str) -> LeanMinHash:
+        mh = MinHash(num_perm=self.config.num_perm, seed=self.config.seed, hashfunc=_hash32)
+        mh.update_batch(list(shingles(text, self.config.ngram)))
+        return LeanMinHash(mh)
+
+    def check(self, doc_id: str, text: str) -> tuple[str, str] | None:
+        key = None
+        if self.config.exact:
+            key = hashlib.blake2b(normalize(text).encode("utf-8"), digest_size=16).digest()
+            first = self._exact.get(key)
+            if first is not None:
+                return "exact_duplicate", first
+        if self._lsh is not None:
+            sig = self.signature(text)
+            best, best_sim = None, -1.0
+            for cand in self._lsh.query(sig):
+                sim = sig.jaccard(self._sigs[cand])
+                if sim >= self.config.threshold and sim > best_sim:
+                    best, best_sim = cand, sim
+            if best is not None:
+                return "near_duplicate", best
+            self._lsh.insert(doc_id, sig)
+            self._sigs[doc_id] = sig
+        if key is not None:
+            self._exact[key] = doc_id
+        return None
+
+
+def jaccard(a: str, b: str, n: int = 5) -> float:
+    """Exact character n-gram Jaccard similarity (for tests and inspection)."""
+    sa, sb = shingles(a, n), shingles(b, n)
+    return len(sa & sb) / len(sa | sb) if sa | sb else 1.0
+
+
+__all__ = ["DedupConfig", "Deduplicator", "normalize", "shingles", "jaccard"]

@@ -1,0 +1,71 @@
+"""The course's shared working directory: every artifact's fixed name and its producer.
+
+All notebooks (and the CLI) read and write inside one ``workdir``. This module is the one
+place that names what lives there, so a reader can find any artifact's producer from its
+name, and a notebook whose inputs are missing says which notebook makes them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Artifact:
+    path: str          # relative to the workdir
+    producer: str      # notebook that writes it (CLI equivalent in `cli`)
+    cli: str           # the same step from the command line
+    description: str
+
+
+ARTIFACTS: dict[str, Artifact] = {
+    "corpus": Artifact(
+        "corpus", "01_corpus_construction", "knowlm corpus build CONFIG.yaml --out WORKDIR/corpus",
+        "cleaned JSONL shards per source (<source>/part-NNNNN.jsonl), stats.json, removed.jsonl, skipped.jsonl",
+    ),
+    "corpus_stats": Artifact(
+        "corpus/stats.json", "01_corpus_construction", "knowlm corpus build CONFIG.yaml --out WORKDIR/corpus",
+        "per-source document accounting, per-rule counts and length histograms",
+    ),
+}
+
+
+class MissingArtifactError(FileNotFoundError):
+    """An input artifact is absent; the message names the notebook that produces it."""
+
+
+def repo_root() -> Path:
+    """The checkout root (the folder holding pyproject.toml above this package)."""
+    here = Path(__file__).resolve().parent.parent
+    if (here / "pyproject.toml").is_file():
+        return here
+    return Path.cwd()
+
+
+def resolve_path(path: str | os.PathLike) -> Path:
+    """Absolute paths stay; a relative path is taken from the cwd if it exists there,
+    else from the repository root (so notebooks work from notebooks/ and from the root)."""
+    p = Path(path).expanduser()
+    if p.is_absolute() or p.exists():
+        return p.resolve()
+    return (repo_root() / p).resolve()
+
+
+def artifact_path(workdir: str | os.PathLike, name: str) -> Path:
+    if name not in ARTIFACTS:
+        raise KeyError(f"unknown artifact {name!r}; known: {sorted(ARTIFACTS)}")
+    return Path(workdir) / ARTIFACTS[name].path
+
+
+def require(workdir: str | os.PathLike, name: str) -> Path:
+    """Return the artifact's path, or raise an error naming the notebook that produces it."""
+    path = artifact_path(workdir, name)
+    if not path.exists():
+        art = ARTIFACTS[name]
+        raise MissingArtifactError(
+            f"missing input {path} ({art.description}). It is produced by notebook "
+            f"{art.producer} (or `{art.cli}`); run that first with the same workdir."
+        )
+    return path
