@@ -24,7 +24,6 @@ the package; a config may point at its own files instead.
 from __future__ import annotations
 
 import re
-import unicodedata
 import zlib
 from dataclasses import dataclass
 from importlib import resources
@@ -52,7 +51,8 @@ class FilterConfig:
     boilerplate_max_line_fraction: float = field(
         0.5, help="remove when at least this fraction of non-empty lines is boilerplate")
     boilerplate_max_line_chars: int = field(
-        200, help="a line longer than this is content even if a boilerplate pattern matches it")
+        80, help="a line with one boilerplate match counts as boilerplate only up to this length; "
+                 "two matches count up to 4x this length, three or more at any length")
     repetition_max_dup_fraction: float = field(
         0.3, help="max fraction of characters in sentences that repeat an earlier sentence")
     repetition_min_compress_ratio: float = field(
@@ -82,7 +82,14 @@ def _read_list(spec: str, base_dir: Path | None = None) -> list[str]:
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _SENTENCE_SPLIT = re.compile(r"(?<=[。！？!?；;\n])|(?<=\.)\s+")
 _GARBAGE_RUN = re.compile(r"(?:锟斤拷|烫烫烫|屯屯屯)+")
-_COMMON_PUNCT = set("，。！？；：、“”‘’（）《》【】—…·,.!?;:'\"()-[]")
+_COMMON_PUNCT = "，。！？；：、“”‘’（）《》【】—…·,.!?;:'\"()\\-\\[\\]"
+# a symbol: not whitespace, not a word character (letters, digits, CJK, '_'), not common punctuation
+_SYMBOL = re.compile(f"[^\\w\\s{_COMMON_PUNCT}]|_")
+_SPACE = re.compile(r"\s+")
+
+
+def nonspace_len(text: str) -> int:
+    return len(text) - sum(len(m) for m in _SPACE.findall(text))
 
 
 def _phrase_regex(phrases: list[str]) -> re.Pattern | None:
@@ -97,15 +104,12 @@ def _phrase_regex(phrases: list[str]) -> re.Pattern | None:
 
 
 def symbol_ratio(text: str) -> float:
-    chars = [c for c in text if not c.isspace()]
-    if not chars:
-        return 0.0
-    n_sym = sum(1 for c in chars if c not in _COMMON_PUNCT and unicodedata.category(c)[0] not in "LN")
-    return n_sym / len(chars)
+    n = nonspace_len(text)
+    return len(_SYMBOL.findall(text)) / n if n else 0.0
 
 
 def mojibake_ratio(text: str) -> float:
-    nonspace = sum(1 for c in text if not c.isspace())
+    nonspace = nonspace_len(text)
     if not nonspace:
         return 0.0
     garbage = sum(len(m) for m in _GARBAGE_RUN.findall(text))
@@ -152,7 +156,7 @@ class DocumentFilter:
         return not text.strip()
 
     def _is_too_short(self, text: str) -> bool:
-        return sum(1 for c in text if not c.isspace()) < self.config.min_chars
+        return nonspace_len(text) < self.config.min_chars
 
     def _is_too_long(self, text: str) -> bool:
         return len(text) > self.config.max_chars
@@ -173,7 +177,7 @@ class DocumentFilter:
         hits = 0
         for ln in lines:
             n = len(self.boilerplate.findall(ln))
-            if (n and len(ln) <= limit) or n >= 3:
+            if n >= 3 or (n == 2 and len(ln) <= 4 * limit) or (n == 1 and len(ln) <= limit):
                 hits += 1
         return hits / len(lines) >= self.config.boilerplate_max_line_fraction
 

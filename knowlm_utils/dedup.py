@@ -66,9 +66,12 @@ class Deduplicator:
         self._exact: dict[bytes, str] = {}
         self._lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm) if cfg.near else None
         self._sigs: dict[str, LeanMinHash] = {}
+        template = MinHash(num_perm=cfg.num_perm, seed=cfg.seed)
+        self._perms, self._scheme = template.permutations, template.scheme  # computed once
 
     def signature(self, text: str) -> LeanMinHash:
-        mh = MinHash(num_perm=self.config.num_perm, seed=self.config.seed, hashfunc=_hash32)
+        mh = MinHash(num_perm=self.config.num_perm, seed=self.config.seed, hashfunc=_hash32,
+                     permutations=self._perms, scheme=self._scheme)
         mh.update_batch(list(shingles(text, self.config.ngram)))
         return LeanMinHash(mh)
 

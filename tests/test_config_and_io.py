@@ -1,0 +1,74 @@
+"""knowlm_utils.config (YAML → dataclasses) and knowlm_utils.fileio (atomic writes)."""
+
+import json
+from dataclasses import dataclass
+
+import pytest
+
+from knowlm_utils.config import ConfigError, apply_overrides, describe, field, from_dict, load_config
+from knowlm_utils.fileio import atomic_open, write_json_atomic
+from knowlm_utils.workdir import ARTIFACTS, MissingArtifactError, require
+
+
+@dataclass
+class Inner:
+    rate: float = field(0.5, help="a rate")
+
+
+@dataclass
+class Outer:
+    name: str = field(help="required name")
+    steps: int = field(3, help="steps")
+    inner: Inner = field(default_factory=Inner, help="nested")
+    items: list[Inner] = field(default_factory=list, help="list of nested")
+
+
+def test_load_nested_and_overrides(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("name: demo\ninner: {rate: 0.1}\nitems: [{rate: 1.0}, {}]\n")
+    cfg = load_config(Outer, p, ["steps=7", "inner.rate=0.25"])
+    assert cfg == Outer(name="demo", steps=7, inner=Inner(0.25), items=[Inner(1.0), Inner(0.5)])
+
+
+def test_overrides_are_parsed_as_data_never_evaluated():
+    data = apply_overrides({}, ["a=__import__('os').getcwd()", "b=[1, 2]", "c.d=yes", "e="])
+    assert data == {"a": "__import__('os').getcwd()", "b": [1, 2], "c": {"d": True}, "e": ""}
+    with pytest.raises(ConfigError, match="key=value"):
+        apply_overrides({}, ["novalue"])
+
+
+def test_errors_name_file_and_key(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("name: x\nitems: [{rate: 1, speed: 2}]\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml\.items\[0\].*speed"):
+        load_config(Outer, p)
+    with pytest.raises(ConfigError, match="missing required.*name"):
+        from_dict(Outer, {"steps": 1})
+    p.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_config(Outer, p)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(Outer, tmp_path / "nope.yaml")
+
+
+def test_describe_lists_help():
+    rows = {name: (default, help_) for name, default, help_ in describe(Outer)}
+    assert rows["name"] == ("(required)", "required name") and rows["steps"][0] == "3"
+
+
+def test_atomic_write_keeps_old_file_on_error(tmp_path):
+    target = tmp_path / "x.json"
+    write_json_atomic(target, {"v": 1})
+    with pytest.raises(RuntimeError):
+        with atomic_open(target) as fh:
+            fh.write("partial")
+            raise RuntimeError("boom")
+    assert json.loads(target.read_text()) == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+def test_missing_artifact_names_its_producer(tmp_path):
+    with pytest.raises(MissingArtifactError, match=ARTIFACTS["corpus"].producer):
+        require(tmp_path, "corpus")
+    (tmp_path / "corpus").mkdir()
+    assert require(tmp_path, "corpus") == tmp_path / "corpus"
