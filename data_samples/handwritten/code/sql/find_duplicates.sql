@@ -1,0 +1,6 @@
+-- 找出邮箱重复的用户，并列出每个邮箱出现的次数
+SELECT email, COUNT(*) AS n
+FROM users
+GROUP BY LOWER(email)
+HAVING COUNT(*) > 1
+ORDER BY n DESC;
