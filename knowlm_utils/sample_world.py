@@ -290,11 +290,9 @@ def _near_edit(text: str, lang: str, rng: random.Random) -> str | None:
 
 
 def _mojibake(text: str, rng: random.Random) -> str:
-    if text.isascii():  # plain ASCII survives a wrong decoding unchanged: add typography first
-        text = text.replace("'", "\u2019").replace(", ", " \u2014 ").replace(". ", ".\u201d \u201c")
+    if sum(ord(c) > 127 for c in text) < 0.05 * len(text):  # (near-)ASCII survives a wrong decoding: add typography
+        text = text.replace("'", "\u2019").replace(", ", " \u2014 ").replace(". ", ".\u201d \u201c").replace(" ", "\u00a0")
     raw = text.encode("utf-8")
-    if text.isascii():
-        raise ValueError("cannot garble plain ASCII text")
     how = rng.choice(["latin1", "cp1252", "gbk"])
     if how == "latin1":
         return raw.decode("latin-1")
@@ -309,9 +307,9 @@ def _noise_texts(tpl_lists: dict, w: _Writer, rng: random.Random, kind: str, lan
     facts = [w.fact(tr, lang, ent) for tr in kg.facts(ent)][:3]
     if kind == "blocklist":
         phrase = rng.choice(tpl_lists[f"blocklist_{lang}"])
-        ad = (f"想赚快钱？{phrase}，日结返现，名额有限。" if lang == "zh"
-              else f"Want easy money? Try our {phrase} today, payouts every day.")
-        return _join(facts[:2] + [ad], lang)
+        ad = (f"想赚快钱？{phrase}，日结返现，名额有限，私信了解详情。" if lang == "zh"
+              else f"Want easy money? Try our {phrase} today, payouts every day, message us for details.")
+        return _join(facts[:3] + [ad], lang)
     if kind == "boilerplate":
         lines = tpl_lists[f"boiler_lines_{lang}"]
         return "\n".join(rng.sample(lines, rng.randint(4, 6)))
@@ -495,6 +493,9 @@ def build_files(config: SampleWorldConfig) -> dict[str, bytes]:
         title, body = w.wiki_zh(e)
         files["zh_wiki.jsonl.gz"].append(_Line(_record("zh_wiki.jsonl.gz", title, body), f"{title}\n{body}", None, "zh"))
     code = _read_jsonl(root / "handwritten" / "code.jsonl")
+    code_dir = root / "handwritten" / "code"
+    for task in yaml.safe_load((code_dir / "tasks.yaml").read_text("utf-8")):
+        code.append({"input": task["input"], "output": (code_dir / task["file"]).read_text("utf-8").rstrip("\n")})
     code += code_items(kg, yaml.safe_load((tdir / "code.yaml").read_text("utf-8")), rng, config.code_group_size)
     rng.shuffle(code)
     for item in code:
