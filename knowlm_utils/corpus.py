@@ -135,7 +135,7 @@ def source_files(src: SourceConfig, base_dir: str | os.PathLike | None) -> list[
     pattern = Path(src.path).expanduser()
     if not pattern.is_absolute() and base_dir is not None:
         pattern = Path(base_dir) / pattern
-    files = sorted(Path(p) for p in glob.glob(str(pattern), recursive=True) if Path(p).is_file())
+    files = sorted(Path(p).resolve() for p in glob.glob(str(pattern), recursive=True) if Path(p).is_file())
     if not files:
         raise FileNotFoundError(f"source {src.name!r}: no file matches {pattern}")
     return files

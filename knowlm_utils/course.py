@@ -42,7 +42,7 @@ def _jsonable(value: Any, key: str) -> Any:
                     "lists or dicts")
 
 
-def record_metrics(**metrics: Any) -> dict[str, Any]:
+def record_metrics(**metrics: Any) -> None:
     """Record named metrics from a notebook cell (shown as text, collected by the runner)."""
     data = {k: _jsonable(v, k) for k, v in metrics.items()}
     text = "\n".join(f"{k}: {json.dumps(v, ensure_ascii=False)}" for k, v in data.items())
@@ -56,7 +56,6 @@ def record_metrics(**metrics: Any) -> dict[str, Any]:
         display({METRICS_MIME: data, "text/plain": "metrics\n" + text}, raw=True)
     else:
         print("metrics\n" + text)
-    return data
 
 
 def collect_metrics(nb) -> dict[str, Any]:

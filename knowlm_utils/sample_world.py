@@ -78,7 +78,9 @@ class _Writer:
 
     def fact(self, tr: dict, lang: str, about: str) -> str:
         persp = "head" if tr["head"] == about else "tail"
-        t = self.choice(self.tpl["relations"][tr["relation"]][lang][persp])
+        rels = self.tpl["relations"]  # 'relation@tail_type' overrides the wording for one tail type
+        key = f"{tr['relation']}@{self.kg.entities[tr['tail']]['type']}"
+        t = self.choice(rels.get(key, rels[tr["relation"]])[lang][persp])
         return t.format(h=self.kg.name(tr["head"], lang), t=self.kg.name(tr["tail"], lang))
 
     def intro(self, e: dict, lang: str) -> list[str]:
