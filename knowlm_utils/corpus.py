@@ -20,6 +20,7 @@ from __future__ import annotations
 import glob
 import gzip
 import json
+import multiprocessing
 import os
 import shutil
 import string
@@ -81,6 +82,9 @@ class CorpusConfig:
     filters: FilterConfig = field(default_factory=FilterConfig, help="cleaning rules and thresholds")
     dedup: DedupConfig = field(default_factory=DedupConfig, help="exact and near-duplicate removal")
     progress: bool = field(True, help="show a progress bar per source")
+    workers: int = field(1, help="processes that run the filters and compute dedup fingerprints; the "
+                                 "dedup decision itself stays in order in the main process, so the "
+                                 "output is identical for any number of workers")
     base_dir: str | None = field(None, help="base for relative source paths (set from the config file's folder)")
 
     def __post_init__(self) -> None:
@@ -92,6 +96,8 @@ class CorpusConfig:
             raise ValueError(f"duplicate source name(s) {dup}")
         if not self.sources:
             raise ValueError("at least one source is required")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
 
 
 def load_corpus_config(path: str | os.PathLike, overrides: list[str] | None = None) -> CorpusConfig:
@@ -263,20 +269,26 @@ def build(config: CorpusConfig, output_dir: str | os.PathLike | None = None) -> 
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     t0 = time.perf_counter()
-    doc_filter = DocumentFilter(config.filters, Path(config.base_dir) if config.base_dir else None)
+    DocumentFilter(config.filters, Path(config.base_dir) if config.base_dir else None)  # fail fast on bad lists
     dedup = Deduplicator(config.dedup)
     stats: dict[str, Any] = {}
+    pool = None
     try:
+        if config.workers > 1:
+            pool = multiprocessing.get_context("spawn").Pool(config.workers, _worker_init, (config,))
         with atomic_open(tmp / "removed.jsonl") as removed_fh, atomic_open(tmp / "skipped.jsonl") as skipped_fh:
             for src in config.sources:
                 files = source_files(src, config.base_dir)
                 st = stats[src.name] = _new_source_stats(src, files)
-                _build_source(config, src, files, st, doc_filter, dedup, tmp, removed_fh, skipped_fh)
+                _build_source(config, src, files, st, dedup, pool, tmp, removed_fh, skipped_fh)
         result = _finalize_stats(config, stats, time.perf_counter() - t0)
         write_json_atomic(tmp / "stats.json", result)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        if pool is not None:
+            pool.terminate()
     old = out.parent / f".{out.name}.old-{os.getpid()}"
     if out.exists():
         out.rename(old)
@@ -285,30 +297,71 @@ def build(config: CorpusConfig, output_dir: str | os.PathLike | None = None) -> 
     return result
 
 
-def _build_source(config, src, files, st, doc_filter, dedup, tmp, removed_fh, skipped_fh) -> None:
-    writer = _ShardWriter(tmp / src.name, config.shard_max_docs)
+class _Analyser:
+    """Per-document work that needs no global state: filters, then the dedup fingerprint."""
+
+    def __init__(self, config: CorpusConfig):
+        self.filter = DocumentFilter(config.filters, Path(config.base_dir) if config.base_dir else None)
+        self.dedup = Deduplicator(config.dedup)
+
+    def __call__(self, item: tuple[Record, frozenset[str]]):
+        rec, skip_rules = item
+        if rec.skip is not None:
+            return rec, None, None
+        rule = self.filter.check(rec.text, skip_rules)
+        return rec, rule, (None if rule else self.dedup.fingerprint(rec.text))
+
+
+_WORKER: _Analyser | None = None
+
+
+def _worker_init(config: CorpusConfig) -> None:
+    global _WORKER
+    _WORKER = _Analyser(config)
+
+
+def _worker_run(item):
+    return _WORKER(item)
+
+
+def _analysed(config: CorpusConfig, items: Iterator, pool) -> Iterator:
+    if pool is None:
+        analyse = _Analyser(config)
+        return map(analyse, items)
+    return pool.imap(_worker_run, items, chunksize=32)
+
+
+def _limited(config: CorpusConfig, src: SourceConfig, files: list[Path], bar, n_read: dict) -> Iterator:
+    """Records of a source (with its skip set), honouring max_docs_per_source."""
+    count = 0
     skip_rules = frozenset(src.skip_filters)
+    for path in files:
+        n_read[str(path)] = 0
+        for rec in iter_records(src, path, config.max_line_bytes, bar):
+            if config.max_docs_per_source is not None and count >= config.max_docs_per_source:
+                return
+            count += 1
+            n_read[str(path)] = rec.line
+            yield rec, skip_rules
+
+
+def _build_source(config, src, files, st, dedup, pool, tmp, removed_fh, skipped_fh) -> None:
+    writer = _ShardWriter(tmp / src.name, config.shard_max_docs)
     total_bytes = sum(f.stat().st_size for f in files)
     bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc=f"corpus:{src.name}",
                disable=not config.progress, mininterval=1.0)
     try:
-        for path in files:
-            n_read = 0
-            for rec in iter_records(src, path, config.max_line_bytes, bar):
-                if config.max_docs_per_source is not None and st["records"] >= config.max_docs_per_source:
-                    break
-                n_read = rec.line
-                st["records"] += 1
-                if rec.skip is not None:
-                    if config.bad_lines == "fail":
-                        raise BadLineError(f"{rec.file}:{rec.line}: {rec.skip} ({rec.detail})")
-                    st["skipped"] += 1
-                    st["by_skip"][rec.skip] += 1
-                    skipped_fh.write(json.dumps({"source": src.name, "file": rec.file, "line": rec.line,
-                                                 "reason": rec.skip, "detail": rec.detail}) + "\n")
-                    continue
-                _process_doc(src, rec, st, doc_filter, dedup, skip_rules, writer, removed_fh)
-            st["lines_read"][str(path)] = n_read
+        for rec, rule, fp in _analysed(config, _limited(config, src, files, bar, st["lines_read"]), pool):
+            st["records"] += 1
+            if rec.skip is not None:
+                if config.bad_lines == "fail":
+                    raise BadLineError(f"{rec.file}:{rec.line}: {rec.skip} ({rec.detail})")
+                st["skipped"] += 1
+                st["by_skip"][rec.skip] += 1
+                skipped_fh.write(json.dumps({"source": src.name, "file": rec.file, "line": rec.line,
+                                             "reason": rec.skip, "detail": rec.detail}) + "\n")
+                continue
+            _process_doc(src, rec, rule, fp, st, dedup, writer, removed_fh)
         writer.close()
     except BaseException as exc:
         writer.close(exc)
@@ -318,16 +371,15 @@ def _build_source(config, src, files, st, doc_filter, dedup, tmp, removed_fh, sk
     st["shards"] = writer.files
 
 
-def _process_doc(src, rec, st, doc_filter, dedup, skip_rules, writer, removed_fh) -> None:
+def _process_doc(src, rec, rule, fp, st, dedup, writer, removed_fh) -> None:
     text = rec.text
     n = len(text)
     st["chars_in"] += n
     st["hist_before"][_log_bin(n)] += 1
     doc_id = f"{src.name}:{rec.line}" if len(st["files"]) == 1 else f"{src.name}:{Path(rec.file).name}:{rec.line}"
-    rule = doc_filter.check(text, skip_rules)
     dup_of = None
     if rule is None:
-        found = dedup.check(doc_id, text)
+        found = dedup.check_fingerprint(doc_id, *fp)
         if found is not None:
             rule, dup_of = found
     if rule is not None:

@@ -75,15 +75,22 @@ class Deduplicator:
         mh.update_batch(list(shingles(text, self.config.ngram)))
         return LeanMinHash(mh)
 
+    def fingerprint(self, text: str) -> tuple[bytes | None, LeanMinHash | None]:
+        """(exact key, MinHash signature): the costly part, safe to compute in worker processes."""
+        key = hashlib.blake2b(normalize(text).encode("utf-8"), digest_size=16).digest() if self.config.exact else None
+        sig = self.signature(text) if self.config.near else None
+        return key, sig
+
     def check(self, doc_id: str, text: str) -> tuple[str, str] | None:
-        key = None
-        if self.config.exact:
-            key = hashlib.blake2b(normalize(text).encode("utf-8"), digest_size=16).digest()
+        return self.check_fingerprint(doc_id, *self.fingerprint(text))
+
+    def check_fingerprint(self, doc_id: str, key: bytes | None, sig: LeanMinHash | None) -> tuple[str, str] | None:
+        """Compare with every document kept so far; remember this one if it is new."""
+        if key is not None:
             first = self._exact.get(key)
             if first is not None:
                 return "exact_duplicate", first
-        if self._lsh is not None:
-            sig = self.signature(text)
+        if self._lsh is not None and sig is not None:
             best, best_sim = None, -1.0
             for cand in self._lsh.query(sig):
                 sim = sig.jaccard(self._sigs[cand])

@@ -235,3 +235,16 @@ def test_cli_build_and_evaluate(tmp_path, capsys):
     assert cli.main(["corpus", "evaluate", str(out), "--manifest", str(tmp_path / "m.jsonl")]) == 0
     assert "exact_duplicate" in capsys.readouterr().out
     assert cli.main(["corpus", "build", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_workers_give_identical_output(tmp_path):
+    rows = [{"text": f"{ZH}{i % 7}"} for i in range(40)] + [b"{bad"] + [{"text": EN + str(i)} for i in range(40)]
+    _jsonl(tmp_path / "a.jsonl", rows)
+    outs = []
+    for workers in (1, 2):
+        cfg = _cfg(tmp_path, [SourceConfig(name="a", path="a.jsonl")], workers=workers)
+        stats = build(cfg, tmp_path / f"out{workers}")
+        outs.append(((tmp_path / f"out{workers}" / "a" / "part-00000.jsonl").read_text(),
+                     (tmp_path / f"out{workers}" / "removed.jsonl").read_text(), stats["totals"]))
+    assert outs[0] == outs[1]
+    assert outs[0][2]["duplicates"] >= 40
