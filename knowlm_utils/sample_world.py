@@ -309,11 +309,10 @@ def _noise_texts(tpl_lists: dict, w: _Writer, rng: random.Random, kind: str, lan
     facts = [w.fact(tr, lang, ent) for tr in kg.facts(ent)][:3]
     if kind == "blocklist":
         phrase = rng.choice(tpl_lists[f"blocklist_{lang}"])
-        ad = (f"想赚快钱？{phrase}，日结返现，名额有限，私信了解详情。" if lang == "zh"
-              else f"Want easy money? Try our {phrase} today, payouts every day, message us for details.")
+        ad = tpl_lists["blocklist_ad"][lang].format(phrase=phrase)
         return _join(facts[:3] + [ad], lang)
     if kind == "boilerplate":
-        lines = tpl_lists[f"boiler_lines_{lang}"]
+        lines = tpl_lists["boilerplate_lines"][lang]
         return "\n".join(rng.sample(lines, rng.randint(4, 6)))
     if kind == "repetition":
         s = facts[0]
@@ -321,43 +320,8 @@ def _noise_texts(tpl_lists: dict, w: _Writer, rng: random.Random, kind: str, lan
     if kind == "symbol_ratio":
         return "".join(rng.choice("@#$%^&*~+=<>|/\\{}[]_") for _ in range(rng.randint(80, 160)))
     if kind == "too_short":
-        return rng.choice(["见下文。", "待补充。", "参见条目。"] if lang == "zh" else ["See below.", "To be added.", "Stub."])
+        return rng.choice(tpl_lists["too_short"][lang])
     raise ValueError(kind)
-
-
-BOILER_LINES = {
-    "zh": ["点击这里查看更多精彩内容", "关注我们的公众号，获取最新资讯", "版权所有 © 2023 本网站", "转载请注明出处",
-           "返回首页 | 上一篇 | 下一篇", "客服热线：400-000-0000", "扫码领取新人红包", "限时优惠，立即购买"],
-    "en": ["Click here to read more", "Subscribe to our newsletter", "All rights reserved. Copyright © 2023",
-           "We use cookies to improve your experience", "Privacy policy | Terms of service", "Follow us on social media",
-           "Back to top", "Share this article"],
-}
-
-# (file, kind, expect, count, lang)
-NOISE_PLAN = [
-    ("zh_baike.jsonl", "invalid_json", "invalid_json", 3, "zh"), ("zh_baike.jsonl", "invalid_utf8", "invalid_utf8", 3, "zh"),
-    ("zh_baike.jsonl", "empty", "empty", 3, "zh"), ("zh_baike.jsonl", "too_short", "too_short", 2, "zh"),
-    ("zh_baike.jsonl", "mojibake", "mojibake", 5, "zh"), ("zh_baike.jsonl", "blocklist", "blocklist", 8, "zh"),
-    ("zh_baike.jsonl", "boilerplate", "boilerplate", 5, "zh"), ("zh_baike.jsonl", "repetition", "repetition", 4, "zh"),
-    ("zh_baike.jsonl", "symbol_ratio", "symbol_ratio", 3, "zh"), ("zh_baike.jsonl", "missing_field", "missing_field", 2, "zh"),
-    ("zh_baike.jsonl", "exact_dup", "exact_duplicate", 6, "zh"), ("zh_baike.jsonl", "near_dup", "near_duplicate", 8, "zh"),
-    ("zh_wiki.jsonl.gz", "invalid_json", "invalid_json", 2, "zh"), ("zh_wiki.jsonl.gz", "wrong_type", "wrong_type", 2, "zh"),
-    ("zh_wiki.jsonl.gz", "exact_dup", "exact_duplicate", 4, "zh"), ("zh_wiki.jsonl.gz", "near_dup", "near_duplicate", 3, "zh"),
-    ("zh_wiki.jsonl.gz", "mojibake", "mojibake", 2, "zh"),
-    ("en_wiki.jsonl", "invalid_json", "invalid_json", 2, "en"), ("en_wiki.jsonl", "missing_field", "missing_field", 2, "en"),
-    ("en_wiki.jsonl", "empty", "empty", 2, "en"), ("en_wiki.jsonl", "too_short", "too_short", 2, "en"),
-    ("en_wiki.jsonl", "mojibake", "mojibake", 4, "en"), ("en_wiki.jsonl", "blocklist", "blocklist", 8, "en"),
-    ("en_wiki.jsonl", "boilerplate", "boilerplate", 5, "en"), ("en_wiki.jsonl", "repetition", "repetition", 4, "en"),
-    ("en_wiki.jsonl", "symbol_ratio", "symbol_ratio", 3, "en"),
-    ("en_wiki.jsonl", "exact_dup", "exact_duplicate", 6, "en"), ("en_wiki.jsonl", "near_dup", "near_duplicate", 8, "en"),
-    ("code.jsonl", "invalid_json", "invalid_json", 2, "en"), ("code.jsonl", "wrong_type", "wrong_type", 3, "en"),
-    ("code.jsonl", "not_an_object", "not_an_object", 3, "en"), ("code.jsonl", "exact_dup", "exact_duplicate", 4, "en"),
-    ("web_mixed.txt", "invalid_utf8", "invalid_utf8", 3, "zh"), ("web_mixed.txt", "empty", "empty", 3, "zh"),
-    ("web_mixed.txt", "too_long", "too_long", 1, "en"), ("web_mixed.txt", "blocklist", "blocklist", 6, "zh"),
-    ("web_mixed.txt", "boilerplate", "boilerplate", 4, "zh"), ("web_mixed.txt", "repetition", "repetition", 3, "zh"),
-    ("web_mixed.txt", "symbol_ratio", "symbol_ratio", 2, "zh"), ("web_mixed.txt", "mojibake", "mojibake", 3, "zh"),
-    ("web_mixed.txt", "exact_dup", "exact_duplicate", 8, "zh"), ("web_mixed.txt", "near_dup", "near_duplicate", 6, "zh"),
-]
 
 
 def src_f_ok(fname: str) -> bool:
@@ -367,7 +331,9 @@ def src_f_ok(fname: str) -> bool:
 
 def _plant(files: dict[str, list[_Line]], w: _Writer, rng: random.Random, lists: dict) -> None:
     used: set[int] = set()
-    for fname, kind, expect, count, lang in NOISE_PLAN:
+    plan = [(fname, kind, lists["expect"].get(kind, kind), count, lang)
+            for fname, items in lists["plan"].items() for kind, count, lang in items]
+    for fname, kind, expect, count, lang in plan:
         lines = files[fname]
         txt = fname.endswith(".txt")
         for _ in range(count):
@@ -466,13 +432,14 @@ def _read_jsonl(path: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text("utf-8").splitlines() if x.strip()]
 
 
-def _lists() -> dict[str, list[str]]:
+def _lists(noise_yaml: Path) -> dict[str, Any]:
+    """The noise plan and texts (data file) plus the package's blocklists (so planted phrases
+    are exactly the ones the cleaner knows)."""
     from importlib import resources
-    out = {}
+    out = yaml.safe_load(noise_yaml.read_text("utf-8"))
     for lang in ("zh", "en"):
         text = resources.files("knowlm_utils").joinpath(f"data/filters/blocklist_{lang}.txt").read_text("utf-8")
         out[f"blocklist_{lang}"] = [x.strip() for x in text.splitlines() if x.strip() and not x.startswith("#")]
-        out[f"boiler_lines_{lang}"] = BOILER_LINES[lang]
     return out
 
 
@@ -515,7 +482,7 @@ def build_files(config: SampleWorldConfig) -> dict[str, bytes]:
         text = w.web_line(kg.entities[eid], lang, facts)
         files["web_mixed.txt"].append(_Line(text.encode(), text, None, lang))
     _drop_similar(files, config.max_clean_jaccard)
-    _plant(files, w, rng, _lists())
+    _plant(files, w, rng, _lists(tdir / "noise.yaml"))
 
     out: dict[str, bytes] = {}
     manifest = []
