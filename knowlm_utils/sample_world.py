@@ -329,6 +329,32 @@ def src_f_ok(fname: str) -> bool:
     return not fname.endswith(".txt")
 
 
+def _plant_duplicate(files: dict[str, list[_Line]], fname: str, kind: str, meta: dict, rng: random.Random,
+                     used: set[int], lang: str, pos: int) -> None:
+    """Copy (exactly, or with a small edit) a clean line of this file or of an earlier one,
+    inserting it after the original so that the original is the copy dedup keeps."""
+    lines, txt = files[fname], fname.endswith(".txt")
+    pool_files = ["code.jsonl"] if fname == "code.jsonl" else SOURCE_ORDER[:SOURCE_ORDER.index(fname) + 1]
+    cands = [(f, i, ln) for f in pool_files for i, ln in enumerate(files[f])
+             if ln.meta is None and ln.rendered and id(ln) not in used and len(ln.rendered) > (300 if src_f_ok(f) else 100)]
+    src_f, src_i, src = cands[rng.randrange(len(cands))]
+    used.add(id(src))
+    meta["of"] = src
+    text = src.rendered
+    if kind == "near_dup":
+        text = _near_edit(text, src.lang or lang, rng)
+        if text is None:
+            return
+    elif rng.random() < 0.5:  # whitespace / case variant: equal after normalisation
+        text = text.replace("\n", "\n\n ") if src.lang == "zh" else text.upper()
+    if src_f == fname:
+        pos = rng.randint(src_i + 1, len(lines))
+    if txt:
+        text = " ".join(text.split("\n"))
+    raw = text.encode() if txt else _record(fname, *_split_title(text))
+    lines.insert(pos, _Line(raw, text, meta, src.lang))
+
+
 def _plant(files: dict[str, list[_Line]], w: _Writer, rng: random.Random, lists: dict) -> None:
     used: set[int] = set()
     plan = [(fname, kind, lists["expect"].get(kind, kind), count, lang)
@@ -340,30 +366,7 @@ def _plant(files: dict[str, list[_Line]], w: _Writer, rng: random.Random, lists:
             meta = {"kind": kind, "expect": expect}
             pos = rng.randint(1, len(lines))
             if kind in ("exact_dup", "near_dup"):
-                # the original: a clean line of this file or of an earlier file, not used before
-                pool_files = SOURCE_ORDER[:SOURCE_ORDER.index(fname) + 1]
-                if fname == "code.jsonl":
-                    pool_files = ["code.jsonl"]
-                cands = [(f, i, ln) for f in pool_files for i, ln in enumerate(files[f])
-                         if ln.meta is None and ln.rendered and id(ln) not in used and len(ln.rendered) > (300 if src_f_ok(f) else 100)]
-                src_f, src_i, src = cands[rng.randrange(len(cands))]
-                used.add(id(src))
-                meta["of"] = src
-                text = src.rendered
-                if kind == "near_dup":
-                    text = _near_edit(text, src.lang or lang, rng)
-                    if text is None:
-                        continue
-                elif rng.random() < 0.5:  # whitespace / case variant: equal after normalisation
-                    text = text.replace("\n", "\n\n ") if src.lang == "zh" else text.upper()
-                if src_f == fname:
-                    pos = rng.randint(src_i + 1, len(lines))
-                if txt:
-                    text = " ".join(text.split("\n"))
-                raw = text.encode() if txt else _record(fname, *text.split("\n", 1)) if "\n" in text else _record(fname, text, "")
-                if not txt and "\n" not in text:
-                    continue
-                lines.insert(pos, _Line(raw, text, meta, src.lang))
+                _plant_duplicate(files, fname, kind, meta, rng, used, lang, pos)
                 continue
             if kind == "invalid_json":
                 good = _record(fname, "标题" if lang == "zh" else "Title", "内容" * 20).decode()
