@@ -28,7 +28,7 @@ import yaml
 
 from .config import field
 from .dedup import jaccard, normalize
-from .fileio import write_bytes_atomic, write_text_atomic
+from .fileio import write_bytes_atomic
 from .kg import KnowledgeGraph, load_kg
 
 SOURCE_ORDER = ["zh_baike.jsonl", "zh_wiki.jsonl.gz", "en_wiki.jsonl", "code.jsonl", "web_mixed.txt"]
