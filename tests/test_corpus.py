@@ -248,3 +248,16 @@ def test_workers_give_identical_output(tmp_path):
                      (tmp_path / f"out{workers}" / "removed.jsonl").read_text(), stats["totals"]))
     assert outs[0] == outs[1]
     assert outs[0][2]["duplicates"] >= 40
+
+
+def test_sample_world_cleaning_meets_targets(tmp_path):
+    """The issue's targets on the full sample world: recall >= 0.95 for every rule and no clean
+    document removed by the blocklist (or by anything else)."""
+    root = Path(__file__).resolve().parents[1]
+    cfg = load_corpus_config(root / "configs" / "corpus-sample.yaml", ["progress=false"])
+    stats = build(cfg, tmp_path / "corpus")
+    report = evaluate_against_manifest(tmp_path / "corpus", root / "data_samples" / "corpus" / "noise_manifest.jsonl")
+    assert (report["recall"] >= 0.95).all(), report
+    assert report.loc["ALL", "planted"] >= 150
+    assert report["clean_docs_removed"].sum() == 0
+    assert stats["totals"]["kept"] > 1000
