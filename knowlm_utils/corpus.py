@@ -269,7 +269,7 @@ def build(config: CorpusConfig, output_dir: str | os.PathLike | None = None) -> 
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     t0 = time.perf_counter()
-    DocumentFilter(config.filters, Path(config.base_dir) if config.base_dir else None)  # fail fast on bad lists
+    analyser = _Analyser(config)  # also fails fast on unreadable block/boilerplate lists
     dedup = Deduplicator(config.dedup)
     stats: dict[str, Any] = {}
     pool = None
@@ -280,7 +280,7 @@ def build(config: CorpusConfig, output_dir: str | os.PathLike | None = None) -> 
             for src in config.sources:
                 files = source_files(src, config.base_dir)
                 st = stats[src.name] = _new_source_stats(src, files)
-                _build_source(config, src, files, st, dedup, pool, tmp, removed_fh, skipped_fh)
+                _build_source(config, src, files, st, dedup, analyser, pool, tmp, removed_fh, skipped_fh)
         result = _finalize_stats(config, stats, time.perf_counter() - t0)
         write_json_atomic(tmp / "stats.json", result)
     except BaseException:
@@ -324,11 +324,9 @@ def _worker_run(item):
     return _WORKER(item)
 
 
-def _analysed(config: CorpusConfig, items: Iterator, pool) -> Iterator:
-    if pool is None:
-        analyse = _Analyser(config)
-        return map(analyse, items)
-    return pool.imap(_worker_run, items, chunksize=32)
+def _analysed(items: Iterator, analyser: _Analyser, pool) -> Iterator:
+    """In order, in this process or spread over the worker pool."""
+    return map(analyser, items) if pool is None else pool.imap(_worker_run, items, chunksize=32)
 
 
 def _limited(config: CorpusConfig, src: SourceConfig, files: list[Path], bar, n_read: dict) -> Iterator:
@@ -345,13 +343,13 @@ def _limited(config: CorpusConfig, src: SourceConfig, files: list[Path], bar, n_
             yield rec, skip_rules
 
 
-def _build_source(config, src, files, st, dedup, pool, tmp, removed_fh, skipped_fh) -> None:
+def _build_source(config, src, files, st, dedup, analyser, pool, tmp, removed_fh, skipped_fh) -> None:
     writer = _ShardWriter(tmp / src.name, config.shard_max_docs)
     total_bytes = sum(f.stat().st_size for f in files)
     bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc=f"corpus:{src.name}",
                disable=not config.progress, mininterval=1.0)
     try:
-        for rec, rule, fp in _analysed(config, _limited(config, src, files, bar, st["lines_read"]), pool):
+        for rec, rule, fp in _analysed(_limited(config, src, files, bar, st["lines_read"]), analyser, pool):
             st["records"] += 1
             if rec.skip is not None:
                 if config.bad_lines == "fail":
