@@ -68,7 +68,8 @@ class FilterConfig:
             raise ValueError(f"unknown filter rule(s) {unknown}; known: {list(RULES)}")
 
 
-def _read_list(spec: str, base_dir: Path | None = None) -> list[str]:
+def read_list_file(spec: str, base_dir: Path | None = None) -> list[str]:
+    """Non-comment lines of a list file ('package:NAME' = knowlm_utils/data/filters/NAME)."""
     if spec.startswith("package:"):
         text = resources.files("knowlm_utils").joinpath("data/filters", spec[len("package:"):]).read_text("utf-8")
     else:
@@ -135,8 +136,8 @@ class DocumentFilter:
 
     def __init__(self, config: FilterConfig | None = None, base_dir: Path | None = None):
         self.config = cfg = config or FilterConfig()
-        self.blocklist = _phrase_regex([p for f in cfg.blocklist_files for p in _read_list(f, base_dir)])
-        patterns = [p for f in cfg.boilerplate_files for p in _read_list(f, base_dir)]
+        self.blocklist = _phrase_regex([p for f in cfg.blocklist_files for p in read_list_file(f, base_dir)])
+        patterns = [p for f in cfg.boilerplate_files for p in read_list_file(f, base_dir)]
         for p in patterns:
             try:
                 re.compile(p)

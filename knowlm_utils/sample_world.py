@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from .cleaning import read_list_file
 from .config import field
 from .dedup import jaccard, normalize
 from .fileio import write_bytes_atomic
@@ -438,11 +439,9 @@ def _read_jsonl(path: Path) -> list[dict]:
 def _lists(noise_yaml: Path) -> dict[str, Any]:
     """The noise plan and texts (data file) plus the package's blocklists (so planted phrases
     are exactly the ones the cleaner knows)."""
-    from importlib import resources
     out = yaml.safe_load(noise_yaml.read_text("utf-8"))
     for lang in ("zh", "en"):
-        text = resources.files("knowlm_utils").joinpath(f"data/filters/blocklist_{lang}.txt").read_text("utf-8")
-        out[f"blocklist_{lang}"] = [x.strip() for x in text.splitlines() if x.strip() and not x.startswith("#")]
+        out[f"blocklist_{lang}"] = read_list_file(f"package:blocklist_{lang}.txt")
     return out
 
 
