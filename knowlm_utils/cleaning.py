@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from ftfy import badness
+from ftfy import badness, fix_encoding
 
 from .config import field
 
@@ -42,6 +42,8 @@ class FilterConfig:
     max_chars: int = field(100_000, help="documents with more characters are removed (too_long)")
     mojibake_max_ratio: float = field(
         0.01, help="max (ftfy badness + U+FFFD + 锟斤拷-run characters) per non-space character")
+    mojibake_action: str = field("drop", help="'drop' removes mojibake documents; 'fix' first tries "
+                                              "ftfy.fix_encoding and keeps the document when that repairs it")
     blocklist_files: list[str] = field(
         default_factory=lambda: ["package:blocklist_zh.txt", "package:blocklist_en.txt"],
         help="phrase lists, one per line; 'package:NAME' is a file in knowlm_utils/data/filters/")
@@ -63,6 +65,8 @@ class FilterConfig:
                              help=f"rules to apply, in this order; any of {list(RULES)}")
 
     def __post_init__(self) -> None:
+        if self.mojibake_action not in ("drop", "fix"):
+            raise ValueError(f"mojibake_action must be 'drop' or 'fix', got {self.mojibake_action!r}")
         unknown = [r for r in self.rules if r not in RULES]
         if unknown:
             raise ValueError(f"unknown filter rule(s) {unknown}; known: {list(RULES)}")
@@ -151,6 +155,15 @@ class DocumentFilter:
             if rule not in skip and fn(text):
                 return rule
         return None
+
+    def repair(self, text: str) -> str | None:
+        """With ``mojibake_action: fix``: the repaired text of a mojibake document, if ftfy
+        can undo the wrong decoding completely; otherwise None (the document stays as it is)."""
+        cfg = self.config
+        if cfg.mojibake_action != "fix" or "mojibake" not in cfg.rules or not self._is_mojibake(text):
+            return None
+        fixed = fix_encoding(text)
+        return fixed if fixed != text and "\ufffd" not in fixed and not self._is_mojibake(fixed) else None
 
     # -- rules -----------------------------------------------------------------------------
     def _is_empty(self, text: str) -> bool:

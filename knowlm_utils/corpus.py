@@ -135,6 +135,7 @@ class Record:
     text: str | None = None
     skip: str | None = None
     detail: str = ""
+    repaired: bool = False  # text was mojibake and ftfy undid it (mojibake_action: fix)
 
 
 def source_files(src: SourceConfig, base_dir: str | os.PathLike | None) -> list[Path]:
@@ -253,7 +254,7 @@ class _ShardWriter:
 
 def _new_source_stats(src: SourceConfig, files: list[Path]) -> dict[str, Any]:
     return {"language": src.language, "files": [str(f) for f in files], "lines_read": {},
-            "records": 0, "kept": 0, "filtered": 0, "duplicates": 0, "skipped": 0,
+            "records": 0, "kept": 0, "filtered": 0, "duplicates": 0, "skipped": 0, "repaired": 0,
             "by_rule": Counter(), "by_skip": Counter(), "chars_in": 0, "chars_kept": 0,
             "hist_before": [0] * len(LENGTH_BINS), "hist_after": [0] * len(LENGTH_BINS), "shards": []}
 
@@ -308,6 +309,8 @@ class _Analyser:
         rec, skip_rules = item
         if rec.skip is not None:
             return rec, None, None
+        if "mojibake" not in skip_rules and (fixed := self.filter.repair(rec.text)) is not None:
+            rec.text, rec.repaired = fixed, True
         rule = self.filter.check(rec.text, skip_rules)
         return rec, rule, (None if rule else self.dedup.fingerprint(rec.text))
 
@@ -391,6 +394,7 @@ def _process_doc(src, rec, rule, fp, st, dedup, writer, removed_fh) -> None:
         removed_fh.write(json.dumps(row, ensure_ascii=False) + "\n")
         return
     st["kept"] += 1
+    st["repaired"] += rec.repaired
     st["chars_kept"] += n
     st["hist_after"][_log_bin(n)] += 1
     writer.write({"id": doc_id, "text": text, "source": src.name, "lang": src.language,
@@ -398,7 +402,7 @@ def _process_doc(src, rec, rule, fp, st, dedup, writer, removed_fh) -> None:
 
 
 def _finalize_stats(config: CorpusConfig, stats: dict[str, Any], wall_s: float) -> dict[str, Any]:
-    keys = ("records", "kept", "filtered", "duplicates", "skipped", "chars_in", "chars_kept")
+    keys = ("records", "kept", "filtered", "duplicates", "skipped", "repaired", "chars_in", "chars_kept")
     totals = {k: sum(s[k] for s in stats.values()) for k in keys}
     for name, s in stats.items():
         s["by_rule"], s["by_skip"] = dict(s["by_rule"]), dict(s["by_skip"])

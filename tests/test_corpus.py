@@ -261,3 +261,17 @@ def test_sample_world_cleaning_meets_targets(tmp_path):
     assert report.loc["ALL", "planted"] >= 150
     assert report["clean_docs_removed"].sum() == 0
     assert stats["totals"]["kept"] > 1000
+
+
+def test_mojibake_fix_mode_repairs_and_keeps(tmp_path):
+    garbled = ZH.encode("utf-8").decode("latin-1")
+    hopeless = ZH.encode("utf-8").decode("gbk", errors="replace")
+    _jsonl(tmp_path / "a.jsonl", [{"text": garbled}, {"text": hopeless}, {"text": EN}])
+    for action, kept, repaired in (("drop", 1, 0), ("fix", 2, 1)):
+        cfg = _cfg(tmp_path, [SourceConfig(name="a", path="a.jsonl")], filters=FilterConfig(mojibake_action=action))
+        stats = build(cfg)
+        assert (stats["totals"]["kept"], stats["totals"]["repaired"]) == (kept, repaired), action
+        assert stats["sources"]["a"]["by_rule"] == {"mojibake": 3 - kept}
+    assert _read_out(tmp_path / "out", "a")[0]["text"] == ZH  # the repaired text is what is kept
+    with pytest.raises(ValueError, match="mojibake_action"):
+        FilterConfig(mojibake_action="guess")
