@@ -29,6 +29,31 @@ ARTIFACTS: dict[str, Artifact] = {
         "corpus/stats.json", "01_corpus_construction", "knowlm corpus build CONFIG.yaml --out WORKDIR/corpus",
         "per-source document accounting, per-rule counts and length histograms",
     ),
+    "tokenizer_base": Artifact(
+        "tokenizer/base", "02_tokenizer_and_vocabulary", "knowlm tokenizer train CONFIG.yaml --out WORKDIR/tokenizer",
+        "the LLaMA-like base tokenizer (mostly English + code): tokenizer.model + Hugging Face files",
+    ),
+    "tokenizer_zh": Artifact(
+        "tokenizer/zh", "02_tokenizer_and_vocabulary", "knowlm tokenizer train CONFIG.yaml --out WORKDIR/tokenizer",
+        "the Chinese SentencePiece tokenizer whose pieces extend the base vocabulary",
+    ),
+    "tokenizer_extended": Artifact(
+        "tokenizer/extended", "02_tokenizer_and_vocabulary",
+        "knowlm tokenizer extend --base BASE.model --add ZH.model --out WORKDIR/tokenizer/extended",
+        "base + missing Chinese pieces (Chinese-LLaMA-Alpaca vocabulary extension): tokenizer.model + HF files",
+    ),
+    "tokenizer_report": Artifact(
+        "tokenizer/report.json", "02_tokenizer_and_vocabulary", "knowlm tokenizer train CONFIG.yaml --out WORKDIR/tokenizer",
+        "vocabulary sizes and tokens per character on held-out zh/en/code text, base vs extended",
+    ),
+    "chunking_report": Artifact(
+        "chunking/report.json", "03_sentences_and_chunking", "(notebook only)",
+        "samples per document, length histograms, packing efficiency and overlap for knowlm vs disjoint",
+    ),
+    "token_index": Artifact(
+        "index", "04_mmap_token_index", "knowlm preprocess CONFIG.yaml --out WORKDIR/index",
+        "train.{bin,idx,manifest.json} and valid.{bin,idx,manifest.json}: Megatron-layout token index with typed ranges",
+    ),
 }
 
 

@@ -1,0 +1,59 @@
+"""Shared fixtures: small real SentencePiece models trained once per test session on the
+embedded sample world (no network, a few seconds)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT / "data_samples" / "corpus"
+
+
+def sample_texts(limit_per_source: int = 400) -> dict[str, list[str]]:
+    """Raw documents of the sample world by language (zh, en, code), read straight from
+    ``data_samples/corpus`` (noise lines that are not valid JSON objects are passed over)."""
+    spec = {"zh": ("zh_baike.jsonl", "content"), "en": ("en_wiki.jsonl", "text"), "code": ("code.jsonl", "output")}
+    out: dict[str, list[str]] = {}
+    for lang, (name, key) in spec.items():
+        texts = []
+        with open(CORPUS / name, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(row, dict) and isinstance(row.get(key), str) and row[key].strip():
+                    texts.append(row[key])
+                if len(texts) >= limit_per_source:
+                    break
+        out[lang] = texts
+    return out
+
+
+@pytest.fixture(scope="session")
+def sample_docs() -> dict[str, list[str]]:
+    return sample_texts()
+
+
+@pytest.fixture(scope="session")
+def sp_model_path(tmp_path_factory, sample_docs) -> Path:
+    """A 2000-piece BPE SentencePiece model (LLaMA's settings: byte fallback, identity
+    normalisation, dummy prefix, split digits) trained on zh + en + code sample text."""
+    import sentencepiece as spm
+
+    d = tmp_path_factory.mktemp("spm")
+    text = d / "train.txt"
+    with open(text, "w", encoding="utf-8") as fh:
+        for docs in sample_docs.values():
+            for doc in docs:
+                fh.write(doc.replace("\r", " ") + "\n")
+    spm.SentencePieceTrainer.train(
+        input=str(text), model_prefix=str(d / "sp"), vocab_size=2000, model_type="bpe",
+        character_coverage=0.9995, byte_fallback=True, normalization_rule_name="identity",
+        remove_extra_whitespaces=False, split_digits=True, bos_id=1, eos_id=2, unk_id=0, pad_id=-1,
+        max_sentence_length=100000, num_threads=2, minloglevel=2,
+    )
+    return d / "sp.model"
