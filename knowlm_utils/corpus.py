@@ -458,3 +458,69 @@ def _cli_evaluate(args) -> int:
 
     print(evaluate_against_manifest(args.corpus_dir, args.manifest).to_string())
     return 0
+
+
+# --------------------------------------------------------------------------------------------
+# Reading the cleaned corpus (the input of stages 02-04)
+
+def is_heldout(doc_id: str, percent: float) -> bool:
+    """Deterministic held-out split: a document is held out when a stable hash of its id
+    falls in the first ``percent`` of 10,000 buckets. The same id is held out in every stage
+    (tokenizer evaluation in 02, the validation index in 04), on every machine."""
+    if percent <= 0:
+        return False
+    return zlib.crc32(doc_id.encode("utf-8")) % 10000 < round(percent * 100)
+
+
+def cleaned_sources(corpus_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """``{source: {"language": ..., "shards": [paths]}}`` of a corpus built by :func:`build`,
+    in build order (read from ``stats.json``)."""
+    corpus_dir = Path(corpus_dir)
+    stats_path = corpus_dir / "stats.json"
+    if not stats_path.is_file():
+        raise FileNotFoundError(f"{stats_path} not found: {corpus_dir} is not a corpus built by "
+                                "`knowlm corpus build` (notebook 01)")
+    with open(stats_path, encoding="utf-8") as fh:
+        stats = json.load(fh)
+    out: dict[str, dict[str, Any]] = {}
+    for name, st in stats["sources"].items():
+        out[name] = {"language": st["language"], "shards": [corpus_dir / name / s for s in st["shards"]]}
+    return out
+
+
+def iter_cleaned_documents(corpus_dir: str | os.PathLike, sources: list[str] | None = None,
+                           split: str = "all", heldout_percent: float = 0.0,
+                           max_docs_per_source: int | None = None) -> Iterator[dict[str, Any]]:
+    """Stream the cleaned documents (``id, text, source, lang, file, line``) of a built corpus.
+
+    ``split``: ``"all"``, ``"train"`` (not held out) or ``"heldout"`` (see :func:`is_heldout`).
+    A shard line that is not a JSON object with a string ``text`` raises an error naming the
+    shard and line (the corpus stage never writes one, so it means the files were damaged).
+    """
+    if split not in ("all", "train", "heldout"):
+        raise ValueError(f"split must be 'all', 'train' or 'heldout', got {split!r}")
+    available = cleaned_sources(corpus_dir)
+    unknown = sorted(set(sources or []) - set(available))
+    if unknown:
+        raise ValueError(f"{corpus_dir}: unknown source(s) {unknown}; the corpus has {sorted(available)}")
+    for name, info in available.items():
+        if sources is not None and name not in sources:
+            continue
+        n = 0
+        for shard in info["shards"]:
+            with open(shard, encoding="utf-8") as fh:
+                for line_no, line in enumerate(fh, 1):
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        raise ValueError(f"{shard}:{line_no}: not valid JSON ({exc.msg})") from None
+                    if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+                        raise ValueError(f"{shard}:{line_no}: expected an object with a string 'text'")
+                    if split != "all" and is_heldout(str(row.get("id", "")), heldout_percent) != (split == "heldout"):
+                        continue
+                    if max_docs_per_source is not None and n >= max_docs_per_source:
+                        break
+                    n += 1
+                    yield row
+            if max_docs_per_source is not None and n >= max_docs_per_source:
+                break
