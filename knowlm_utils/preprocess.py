@@ -1,0 +1,303 @@
+"""Stage 04 — preprocessing: cleaned corpus shards → sentences → greedy chunks → token ids →
+a memory-mapped token index (``train`` and ``valid``) with typed ranges and a JSON manifest.
+
+One call, :func:`main`, serves the notebook, ``knowlm preprocess CONFIG.yaml`` and a cluster
+job. It streams: documents are read lazily, tokenized and chunked in worker processes in
+batches, and written in corpus order by one :class:`~knowlm_utils.indexed.MMapTokenIndexWriter`
+per split. At most ``2 × workers + 2`` batches are in flight, so memory stays constant whatever
+the corpus size (the pool never reads ahead of the writer), and the output is byte-identical
+for any number of workers.
+
+Types: every source belongs to one *type* (by default its language: zh, en, code, mixed).
+Types are written as contiguous ranges, recorded in the manifest, so the pretraining sampler
+can draw each batch from the types in fixed proportions (KnowLM's per-batch mixing).
+"""
+
+from __future__ import annotations
+
+import collections
+import multiprocessing
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+from tqdm import tqdm
+
+from . import __version__
+from .config import field, load_config
+from .corpus import cleaned_sources, is_heldout, iter_cleaned_documents
+from .fileio import write_json_atomic
+
+SPLITS = ("train", "valid")
+
+
+@dataclass
+class PreprocessConfig:
+    corpus_dir: str = field(help="a cleaned corpus built by stage 01 (`knowlm corpus build`)")
+    tokenizer: str = field(help="SentencePiece model: a tokenizer folder holding tokenizer.model, or the "
+                                ".model file itself (e.g. a real LLaMA tokenizer.model)")
+    output_dir: str = field("index", help="where train.{bin,idx,manifest.json} and valid.* are written")
+    seq_length: int = field(1024, help="maximum tokens per sample, BOS/EOS included (KnowLM: 1024)")
+    strategy: str = field("knowlm", help="'knowlm' (greedy, extends samples backward; may overlap) or "
+                                         "'disjoint' (forward fill only)")
+    add_bos: bool = field(True, help="BOS at the start of every document (only there)")
+    add_eos: bool = field(True, help="EOS at the end of every document (only there)")
+    types: dict[str, list[str]] = field(default_factory=dict, help="type name -> source names, written in "
+                                        "this order; empty: one type per source language, in corpus order")
+    languages: dict[str, str] = field(default_factory=dict, help="source -> splitter language override "
+                                      "(default: the source's language from the corpus stats)")
+    valid_percent: float = field(1.0, help="percent of documents held out into valid.* (same stable hash as "
+                                           "the tokenizer's held-out set; 0 writes an empty valid index)")
+    workers: int = field(1, help="tokenizer/chunker processes; output is identical for any number")
+    batch_docs: int = field(64, help="documents per task sent to a worker")
+    max_docs_per_source: int | None = field(None, help="read at most this many documents per source (smoke runs)")
+    verify: bool = field(False, help="check every sample against a direct encoding of its text (slow)")
+    progress: bool = field(True, help="show a progress bar")
+    base_dir: str | None = field(None, help="base for relative paths (set from the config file's folder)")
+
+    def __post_init__(self) -> None:
+        if self.strategy not in ("knowlm", "disjoint"):
+            raise ValueError(f"strategy must be 'knowlm' or 'disjoint', got {self.strategy!r}")
+        if self.seq_length < 2 + int(self.add_bos) + int(self.add_eos):
+            raise ValueError(f"seq_length {self.seq_length} is too small")
+        if self.workers < 1 or self.batch_docs < 1:
+            raise ValueError("workers and batch_docs must be >= 1")
+        if not 0 <= self.valid_percent < 100:
+            raise ValueError(f"valid_percent must be in [0, 100), got {self.valid_percent}")
+        seen: dict[str, str] = {}
+        for t, names in self.types.items():
+            for n in names:
+                if n in seen:
+                    raise ValueError(f"source {n!r} is listed under two types: {seen[n]!r} and {t!r}")
+                seen[n] = t
+
+    def path(self, value: str) -> Path:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() or self.base_dir is None else Path(self.base_dir) / p
+
+
+def load_preprocess_config(path: str | os.PathLike, overrides: list[str] | None = None) -> PreprocessConfig:
+    cfg = load_config(PreprocessConfig, path, overrides)
+    if cfg.base_dir is None:
+        cfg.base_dir = str(Path(path).resolve().parent)
+    return cfg
+
+
+def plan_types(config: PreprocessConfig) -> list[tuple[str, str, str]]:
+    """``[(type, source, splitter language)]`` in writing order; every corpus source is
+    assigned (a corpus source missing from an explicit ``types`` table is an error, so no
+    source is dropped by a typo)."""
+    sources = cleaned_sources(config.path(config.corpus_dir))
+    unknown = sorted({n for names in config.types.values() for n in names} - set(sources))
+    if unknown:
+        raise ValueError(f"types name source(s) {unknown} that the corpus does not have; it has {sorted(sources)}")
+    if config.types:
+        missing = sorted(set(sources) - {n for names in config.types.values() for n in names})
+        if missing:
+            raise ValueError(f"corpus source(s) {missing} are in no type; add them to `types` "
+                             f"(types: {sorted(config.types)})")
+        order = [(t, n) for t, names in config.types.items() for n in names]
+    else:
+        by_lang: dict[str, list[str]] = collections.defaultdict(list)
+        for n, info in sources.items():
+            by_lang[info["language"]].append(n)
+        order = [(lang, n) for lang, names in by_lang.items() for n in names]
+    return [(t, n, config.languages.get(n, sources[n]["language"])) for t, n in order]
+
+
+# ------------------------------------------------------------------------ worker side ------
+_CHUNKER = None
+
+
+def _init_worker(model_path: str, seq_length: int, strategy: str, add_bos: bool, add_eos: bool,
+                 verify: bool) -> None:
+    global _CHUNKER
+    from .chunking import DocumentChunker
+
+    _CHUNKER = (DocumentChunker(model_path, seq_length, strategy, add_bos, add_eos), verify, model_path)
+
+
+def _chunk_batch(batch: list[tuple[str, str]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Chunk a batch of (text, lang): returns (all ids, sample lengths, samples per document,
+    per-sample flags: 1 = BOS, 2 = EOS) — flat arrays, cheap to send between processes."""
+    from .chunking import verify_samples
+
+    chunker, verify, model_path = _CHUNKER
+    ids, lengths, counts, flags = [], [], [], []
+    for text, lang in batch:
+        samples = chunker.chunk(text, lang)
+        if verify:
+            verify_samples(chunker.sp if hasattr(chunker, "sp") else model_path, text, samples)
+        counts.append(len(samples))
+        for s in samples:
+            ids.append(s.ids)
+            lengths.append(len(s.ids))
+            flags.append(int(s.bos) | (2 * int(s.eos)))
+    flat = np.concatenate(ids).astype(np.int32, copy=False) if ids else np.zeros(0, np.int32)
+    return flat, np.asarray(lengths, np.int64), np.asarray(counts, np.int64), np.asarray(flags, np.uint8)
+
+
+# ------------------------------------------------------------------------ main side --------
+def _batches(config: PreprocessConfig, plan) -> Iterator[tuple[str, str, list[dict], list[tuple[str, str]]]]:
+    corpus_dir = config.path(config.corpus_dir)
+    for type_name, source, lang in plan:
+        meta, batch = [], []
+        for doc in iter_cleaned_documents(corpus_dir, [source], max_docs_per_source=config.max_docs_per_source):
+            split = "valid" if is_heldout(str(doc.get("id", "")), config.valid_percent) else "train"
+            meta.append({"split": split, "chars": len(doc["text"])})
+            batch.append((doc["text"], lang))
+            if len(batch) >= config.batch_docs:
+                yield type_name, source, meta, batch
+                meta, batch = [], []
+        if batch:
+            yield type_name, source, meta, batch
+
+
+def _new_counts() -> dict[str, int]:
+    return {"documents": 0, "samples": 0, "tokens": 0, "chars": 0, "empty_documents": 0,
+            "samples_with_bos": 0, "samples_with_eos": 0, "single_sample_documents": 0}
+
+
+def build(config: PreprocessConfig, output_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Run the stage; returns ``{"train": manifest, "valid": manifest, "wall_s": ...}``."""
+    from .indexed import MMapTokenIndexWriter
+    from .tokenizer import load_sp, tokenizer_sha256
+
+    out = Path(output_dir) if output_dir else config.path(config.output_dir)
+    model_path = config.path(config.tokenizer)
+    sp = load_sp(model_path)
+    model_file = model_path / "tokenizer.model" if model_path.is_dir() else model_path
+    plan = plan_types(config)
+    t0 = time.perf_counter()
+    counts = {s: collections.defaultdict(_new_counts) for s in SPLITS}
+    writers = {s: MMapTokenIndexWriter(out / s, sp.vocab_size()) for s in SPLITS}
+    init_args = (str(model_file), config.seq_length, config.strategy, config.add_bos, config.add_eos, config.verify)
+    pool = None
+    total_docs = None
+    if config.progress:
+        total_docs = sum(1 for _ in iter_cleaned_documents(config.path(config.corpus_dir), [n for _, n, _ in plan],
+                                                           max_docs_per_source=config.max_docs_per_source))
+    bar = tqdm(total=total_docs, unit="doc", desc="preprocess", disable=not config.progress)
+    try:
+        if config.workers > 1:
+            pool = multiprocessing.get_context("spawn").Pool(config.workers, _init_worker, init_args)
+        else:
+            _init_worker(*init_args)
+        for type_name, source, meta, result in _ordered_results(config, plan, pool):
+            _write_batch(writers, counts, type_name, source, meta, result)
+            bar.update(len(meta))
+        wall = time.perf_counter() - t0
+        manifests = {}
+        for split, writer in writers.items():
+            manifests[split] = writer.finalize(_manifest_extra(config, split, sp, model_file,
+                                                               tokenizer_sha256(model_file), counts[split], wall))
+    except BaseException:
+        for writer in writers.values():
+            writer.abort()
+        raise
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.terminate()
+    return {**manifests, "wall_s": round(time.perf_counter() - t0, 3)}
+
+
+def _ordered_results(config: PreprocessConfig, plan, pool) -> Iterator:
+    """Yield (type, source, meta, chunked arrays) in corpus order with a bounded window of
+    batches in flight (``imap`` would read the whole corpus ahead into its task queue)."""
+    if pool is None:
+        for type_name, source, meta, batch in _batches(config, plan):
+            yield type_name, source, meta, _chunk_batch(batch)
+        return
+    window: collections.deque = collections.deque()
+    limit = 2 * config.workers + 2
+    for type_name, source, meta, batch in _batches(config, plan):
+        window.append((type_name, source, meta, pool.apply_async(_chunk_batch, (batch,))))
+        while len(window) >= limit:
+            t, s, m, res = window.popleft()
+            yield t, s, m, res.get()
+    while window:
+        t, s, m, res = window.popleft()
+        yield t, s, m, res.get()
+
+
+def _write_batch(writers, counts, type_name: str, source: str, meta: list[dict], result) -> None:
+    flat, lengths, per_doc, flags = result
+    bounds = np.concatenate([[0], np.cumsum(lengths)])
+    k = 0
+    for m, n in zip(meta, per_doc):
+        n = int(n)
+        samples = [flat[bounds[i]:bounds[i + 1]] for i in range(k, k + n)]
+        doc_flags = flags[k:k + n]
+        k += n
+        c = counts[m["split"]][source]
+        c["type"] = type_name
+        c["documents"] += 1
+        c["chars"] += m["chars"]
+        if n == 0:
+            c["empty_documents"] += 1   # counted, never silently dropped
+            continue
+        writers[m["split"]].add_document(samples, type=type_name)
+        c["samples"] += n
+        c["tokens"] += int(sum(len(s) for s in samples))
+        c["samples_with_bos"] += int(np.count_nonzero(doc_flags & 1))
+        c["samples_with_eos"] += int(np.count_nonzero(doc_flags & 2))
+        c["single_sample_documents"] += int(n == 1)
+
+
+def _manifest_extra(config, split, sp, model_file: Path, sha: str, counts, wall: float) -> dict[str, Any]:
+    sources = {name: dict(c) for name, c in counts.items()}
+    totals = {k: sum(c[k] for c in sources.values()) for k in _new_counts()}
+    return {
+        "split": split,
+        "tokenizer": {"path": str(model_file), "sha256": sha, "vocab_size": sp.vocab_size(),
+                      "bos_id": sp.bos_id(), "eos_id": sp.eos_id()},
+        "seq_length": config.seq_length,
+        "strategy": config.strategy,
+        "valid_percent": config.valid_percent,
+        "sources": sources,
+        "bos_eos": {k: totals[k] for k in ("documents", "samples_with_bos", "samples_with_eos",
+                                           "single_sample_documents", "empty_documents")},
+        "chars": totals["chars"],
+        "created": {"args": asdict(config), "knowlm_course_version": __version__,
+                    "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wall_s": round(wall, 3)},
+    }
+
+
+def main(config: PreprocessConfig | str | os.PathLike, output_dir: str | os.PathLike | None = None,
+         overrides: list[str] | None = None) -> dict[str, Any]:
+    """Entry point shared by the CLI, scripts and notebooks: a config object or a YAML path."""
+    if not isinstance(config, PreprocessConfig):
+        config = load_preprocess_config(config, overrides)
+    return build(config, output_dir)
+
+
+# ----------------------------------------------------------------------------- CLI --------
+def add_cli(subparsers) -> None:
+    """``knowlm preprocess CONFIG.yaml --out DIR``."""
+    p = subparsers.add_parser("preprocess", help="stage 04: cleaned corpus -> chunked mmap token index")
+    p.add_argument("config", help="preprocess YAML (see configs/preprocess-sample.yaml)")
+    p.add_argument("--out", help="output folder (default: output_dir from the config)")
+    p.add_argument("--workers", type=int, help="worker processes (overrides the config)")
+    p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. -o seq_length=2048 (repeatable)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cli_preprocess)
+
+
+def _cli_preprocess(args) -> int:
+    overrides = list(args.override) + (["progress=false"] if args.no_progress else [])
+    if args.workers:
+        overrides.append(f"workers={args.workers}")
+    result = main(args.config, args.out, overrides)
+    for split in SPLITS:
+        m = result[split]
+        print(f"{split}: {m['num_documents']} documents -> {m['num_samples']} samples, {m['num_tokens']} tokens "
+              f"({m['dtype']})")
+        for name, t in m.get("types", {}).items():
+            print(f"  {name}: samples {t['samples']}, tokens {t['tokens']}")
+    print(f"wrote {args.out or 'output_dir'} in {result['wall_s']:.1f} s")
+    return 0
