@@ -1,0 +1,730 @@
+"""Stage 02 — tokenizers and Chinese vocabulary extension.
+
+LLaMA's SentencePiece tokenizer (32000 BPE pieces) was trained mostly on English, so most
+Chinese characters fall back to 1-3 UTF-8 byte tokens. Chinese-LLaMA-Alpaca trained a 20K
+Chinese SentencePiece model and appended its pieces that LLaMA lacks (49953 pieces in all);
+KnowLM (ZhiXi) kept LLaMA's vocabulary. This module does both, with the same code on the
+sample world and on a cluster:
+
+* :func:`train_tokenizer` streams documents of the cleaned corpus (stage 01) into a temporary
+  text file (bounded memory; ``input_sentence_size`` samples huge inputs) and trains a BPE model
+  with LLaMA's settings (:data:`LLAMA_SETTINGS`);
+* :func:`write_hf_files` turns a ``tokenizer.model`` folder into a Hugging Face tokenizer folder
+  that ``AutoTokenizer`` loads and that encodes exactly like sentencepiece;
+* :func:`extend_vocabulary` merges two models the Chinese-LLaMA-Alpaca way;
+* :func:`resize_embeddings` grows a model's embeddings and LM head for the new vocabulary;
+* :func:`tokens_per_char` / :func:`tokens_per_char_table` measure the result on held-out text;
+* :func:`main` runs the whole stage (``knowlm tokenizer train CONFIG.yaml --out DIR``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+import warnings
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from tqdm import tqdm
+
+from .config import field, load_config
+from .fileio import write_bytes_atomic, write_json_atomic
+
+MODEL_FILE = "tokenizer.model"
+PAD_PIECE = "[PAD]"
+LANGUAGES = ("zh", "en", "code", "mixed")
+
+# LLaMA's tokenizer.model trainer/normalizer settings (read from its ModelProto): BPE with byte
+# fallback, no Unicode normalisation, whitespace kept as is, digits split into single pieces,
+# a dummy "▁" prefix, <unk>=0 <s>=1 </s>=2 and no padding piece.
+LLAMA_SETTINGS: dict[str, Any] = dict(
+    model_type="bpe", byte_fallback=True, normalization_rule_name="identity",
+    remove_extra_whitespaces=False, add_dummy_prefix=True, split_digits=True,
+    allow_whitespace_only_pieces=True, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
+)
+
+
+# ----------------------------------------------------------------------------- config ----
+@dataclass
+class TrainSpec:
+    """What one SentencePiece model is trained on, and how."""
+
+    vocab_size: int = field(help="number of pieces, including <unk> <s> </s> and the 256 byte pieces")
+    languages: dict = field(default_factory=lambda: {"en": 1.0, "code": 1.0},
+                            help="language -> fraction of its training documents to use (0..1), chosen "
+                                 "deterministically by a hash of the document id; languages not listed "
+                                 "are not used")
+    max_chars: dict = field(default_factory=dict, help="language -> character budget (documents are taken "
+                                                        "in corpus order until it is reached); absent: no cap")
+    character_coverage: float = field(0.99995, help="share of characters covered by pieces (LLaMA: 0.99995); "
+                                                    "the rarest characters are left to byte fallback")
+    input_sentence_size: int = field(0, help="lines sentencepiece samples from the text file (0: all); "
+                                             "set e.g. 10_000_000 on a cluster to bound the trainer's memory")
+    shuffle_input_sentence: bool = field(True, help="sample lines at random when input_sentence_size is set")
+    max_sentence_length: int = field(16384, help="bytes per training line; longer lines are cut (counted)")
+    max_sentencepiece_length: int = field(16, help="longest piece in characters (LLaMA: 16)")
+    num_threads: int = field(2, help="trainer threads")
+    seed: int = field(0, help="salt of the per-document sampling hash (change it to draw another sample)")
+
+    def __post_init__(self) -> None:
+        if self.vocab_size < 300:
+            raise ValueError(f"vocab_size {self.vocab_size} is too small: 3 specials + 256 bytes need 259")
+        for lang, frac in self.languages.items():
+            if not isinstance(frac, (int, float)) or not 0 <= frac <= 1:
+                raise ValueError(f"languages.{lang}: fraction must be in [0, 1], got {frac!r}")
+        for lang, cap in self.max_chars.items():
+            if not isinstance(cap, int) or cap < 0:
+                raise ValueError(f"max_chars.{lang}: must be a non-negative integer, got {cap!r}")
+
+
+@dataclass
+class TokenizerConfig:
+    """Stage 02: train a LLaMA-like base tokenizer and a Chinese one, extend, measure."""
+
+    corpus_dir: str = field("corpus", help="cleaned corpus of stage 01 (relative to the config file)")
+    output_dir: str = field("tokenizer_out", help="gets base/, zh/, extended/ and report.json")
+    heldout_percent: float = field(1.0, help="documents held out by corpus.is_heldout: never trained on, "
+                                             "used to measure tokens per character (same split in stage 04)")
+    base: TrainSpec = field(default_factory=lambda: TrainSpec(
+        vocab_size=3500, languages={"en": 1.0, "code": 1.0, "zh": 0.01}),
+        help="the LLaMA-like base tokenizer: mostly English + code, a small share of Chinese")
+    zh: TrainSpec = field(default_factory=lambda: TrainSpec(vocab_size=3500, languages={"zh": 1.0}),
+                          help="the Chinese tokenizer whose pieces extend the base")
+    add_pad: bool = field(False, help="append a [PAD] control piece to the extended vocabulary")
+    eval_max_chars: int = field(2_000_000, help="held-out characters per language used for measuring")
+    hf_check_docs: int = field(100, help="held-out documents per language checked for HF == sentencepiece")
+    progress: bool = field(True, help="show progress bars")
+    base_dir: str | None = field(None, help="base for relative paths (set from the config file's folder)")
+
+
+def load_tokenizer_config(path: str | os.PathLike, overrides: list[str] | None = None) -> TokenizerConfig:
+    cfg = load_config(TokenizerConfig, path, overrides)
+    if cfg.base_dir is None:
+        cfg.base_dir = str(Path(path).resolve().parent)
+    return cfg
+
+
+def _from_base(path: str, base_dir: str | None) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() or base_dir is None else Path(base_dir) / p
+
+
+# ------------------------------------------------------------------ loading / checking ----
+def model_file(path: str | os.PathLike) -> Path:
+    """``DIR/tokenizer.model`` for a tokenizer folder, the path itself for a file."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / MODEL_FILE
+    if not p.is_file():
+        raise FileNotFoundError(f"SentencePiece model not found: {p}")
+    return p
+
+
+def load_model_proto(path: str | os.PathLike):
+    """Parse a SentencePiece ``ModelProto``; a file that is not one raises ``ValueError``."""
+    from google.protobuf.message import DecodeError
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    p = model_file(path)
+    proto = pb.ModelProto()
+    try:
+        proto.ParseFromString(p.read_bytes())
+    except DecodeError as exc:
+        raise ValueError(f"{p} is not a SentencePiece model (protobuf: {exc})") from None
+    if len(proto.pieces) == 0 or not proto.HasField("trainer_spec"):
+        raise ValueError(f"{p} is not a SentencePiece model (no pieces / trainer_spec)")
+    return proto
+
+
+def load_sp(path_or_sp):
+    """A ``SentencePieceProcessor`` from a tokenizer folder, a ``.model`` file or a processor."""
+    import sentencepiece as spm
+
+    if isinstance(path_or_sp, spm.SentencePieceProcessor):
+        return path_or_sp
+    proto = load_model_proto(path_or_sp)  # clear errors before sentencepiece's own
+    return spm.SentencePieceProcessor(model_proto=proto.SerializeToString())
+
+
+def tokenizer_sha256(path: str | os.PathLike) -> str:
+    """sha256 of the ``tokenizer.model`` bytes (streamed): names the vocabulary a token file used."""
+    h = hashlib.sha256()
+    with open(model_file(path), "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _replace_dir(tmp: Path, out: Path) -> None:
+    """Move a finished temp folder onto ``out`` (the old one is removed only afterwards)."""
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _temp_dir_for(out: Path) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp creates 0700; give the usual permissions
+    return tmp
+
+
+# ----------------------------------------------------------------------------- training ----
+def _selected(doc: dict, spec: TrainSpec, used: dict[str, int]) -> bool:
+    lang = doc.get("lang")
+    frac = spec.languages.get(lang, 0.0)
+    if frac <= 0:
+        return False
+    if frac < 1:
+        bucket = zlib.crc32(f"{spec.seed}:{doc.get('id', '')}".encode("utf-8")) % 1_000_000
+        if bucket >= frac * 1_000_000:
+            return False
+    cap = spec.max_chars.get(lang)
+    return cap is None or used.get(lang, 0) < cap
+
+
+def _training_lines(text: str, max_bytes: int, stats: dict[str, int]) -> Iterator[str]:
+    """One training line per text line (sentencepiece reads lines; "\\n" itself is left to byte
+    fallback, as in LLaMA); lines longer than ``max_bytes`` are cut at character boundaries."""
+    for line in text.split("\n"):
+        if not line.strip():
+            continue
+        data = line.encode("utf-8")
+        if len(data) <= max_bytes:
+            yield line
+            continue
+        stats["lines_cut"] += 1
+        start = 0
+        while start < len(data):
+            end = min(start + max_bytes, len(data))
+            while end < len(data) and (data[end] & 0xC0) == 0x80:  # not inside a UTF-8 sequence
+                end -= 1
+            yield data[start:end].decode("utf-8")
+            start = end
+
+
+def write_training_text(corpus_dir: str | os.PathLike, spec: TrainSpec, path: str | os.PathLike,
+                        heldout_percent: float, progress: bool = True) -> dict[str, Any]:
+    """Stream the selected training documents into ``path`` (one line per text line)."""
+    from .corpus import iter_cleaned_documents
+
+    stats: dict[str, Any] = {"docs": {}, "chars": {}, "lines": 0, "lines_cut": 0, "docs_not_selected": 0}
+    docs = iter_cleaned_documents(corpus_dir, split="train", heldout_percent=heldout_percent)
+    with open(path, "w", encoding="utf-8") as fh:
+        for doc in tqdm(docs, desc="training text", unit="doc", disable=not progress):
+            if not _selected(doc, spec, stats["chars"]):
+                stats["docs_not_selected"] += 1
+                continue
+            lang = doc["lang"]
+            stats["docs"][lang] = stats["docs"].get(lang, 0) + 1
+            stats["chars"][lang] = stats["chars"].get(lang, 0) + len(doc["text"])
+            for line in _training_lines(doc["text"], spec.max_sentence_length, stats):
+                fh.write(line + "\n")
+                stats["lines"] += 1
+    if stats["lines"] == 0:
+        raise ValueError(f"{corpus_dir}: no training text for languages {spec.languages} "
+                         f"(max_chars {spec.max_chars}); check the corpus languages and fractions")
+    return stats
+
+
+def train_sentencepiece(text_path: str | os.PathLike, out_model: str | os.PathLike, spec: TrainSpec) -> Path:
+    """Train a BPE model with :data:`LLAMA_SETTINGS` on a text file; write ``out_model``."""
+    import sentencepiece as spm
+
+    out_model = Path(out_model)
+    with tempfile.TemporaryDirectory(dir=out_model.parent) as tmp:
+        prefix = Path(tmp) / "sp"
+        try:
+            spm.SentencePieceTrainer.train(
+                input=str(text_path), model_prefix=str(prefix), vocab_size=spec.vocab_size,
+                character_coverage=spec.character_coverage, input_sentence_size=spec.input_sentence_size,
+                shuffle_input_sentence=spec.shuffle_input_sentence, max_sentence_length=spec.max_sentence_length,
+                max_sentencepiece_length=spec.max_sentencepiece_length, num_threads=spec.num_threads,
+                minloglevel=2, **LLAMA_SETTINGS)
+        except RuntimeError as exc:
+            raise ValueError(f"sentencepiece training on {text_path} failed: {exc}") from None
+        write_bytes_atomic(out_model, (prefix.with_suffix(".model")).read_bytes())
+    return out_model
+
+
+def train_tokenizer(corpus_dir: str | os.PathLike, spec: TrainSpec, out_dir: str | os.PathLike,
+                    heldout_percent: float = 1.0, progress: bool = True) -> dict[str, Any]:
+    """Train one tokenizer on the cleaned corpus into ``out_dir`` (tokenizer.model + HF files),
+    built in a temporary folder and renamed into place. Returns the training-text stats."""
+    out = Path(out_dir).resolve()
+    tmp = _temp_dir_for(out)
+    try:
+        text = tmp / "train.txt"
+        stats = write_training_text(corpus_dir, spec, text, heldout_percent, progress)
+        t0 = time.perf_counter()
+        train_sentencepiece(text, tmp / MODEL_FILE, spec)
+        stats["train_s"] = round(time.perf_counter() - t0, 2)
+        text.unlink()
+        write_hf_files(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _replace_dir(tmp, out)
+    stats["vocab_size"] = load_sp(out).get_piece_size()
+    return stats
+
+
+# -------------------------------------------------------------------- Hugging Face files ----
+def write_hf_files(tokenizer_dir: str | os.PathLike, exact: bool = True) -> Path:
+    """Write the Hugging Face files next to ``DIR/tokenizer.model`` so that
+    ``AutoTokenizer.from_pretrained(DIR)`` loads it (``<s>`` added in front, as in LLaMA).
+
+    ``LlamaTokenizer.from_pretrained(DIR, add_bos_token=True).save_pretrained(DIR)`` alone gives
+    a tokenizer that differs from sentencepiece in three ways; ``exact=True`` fixes all three:
+
+    1. transformers 5's ``LlamaTokenizer`` rebuilds its pre-tokenizer on load as
+       ``Metaspace(prepend_scheme="first")``, which skips the dummy ``▁`` prefix when the text
+       already starts with a space or ``▁`` (sentencepiece always adds it). We store the
+       sentencepiece pipeline (normaliser ``Prepend("▁") + Replace(" ", "▁")``, no pre-tokenizer)
+       in tokenizer.json and set ``tokenizer_class`` to ``TokenizersBackend`` so that
+       AutoTokenizer uses tokenizer.json as written instead of rebuilding it.
+    2. HF matches special-token strings such as ``"</s>"`` inside text; sentencepiece never
+       does (a literal "</s>" in a web page must not end a document). ``split_special_tokens``
+       makes HF treat them as text; add ``<s>``/``</s>`` ids explicitly, never as strings.
+    3. HF orders BPE merges by vocabulary id; sentencepiece applies the merge whose piece has
+       the highest score (ties: leftmost in the text). We rank merges by score
+       (:func:`_merges_by_score`), which is exact whenever scores are distinct — trained models
+       and :func:`extend_vocabulary`'s default. Tied scores (``added_score="zero"``) cannot be
+       expressed as HF merge ranks, so such a model keeps some differences.
+    """
+    from transformers import LlamaTokenizer
+
+    d = Path(tokenizer_dir)
+    proto = load_model_proto(d)
+    kwargs: dict[str, Any] = {"add_bos_token": True, "split_special_tokens": exact}
+    if proto.trainer_spec.pad_id >= 0:
+        kwargs["pad_token"] = proto.pieces[proto.trainer_spec.pad_id].piece
+    tok = LlamaTokenizer.from_pretrained(str(d), **kwargs)
+    if exact:
+        _make_exact(tok, proto)
+    tok.save_pretrained(str(d))
+    if exact:
+        cfg_path = d / "tokenizer_config.json"
+        cfg = json.loads(cfg_path.read_text("utf-8"))
+        cfg["tokenizer_class"] = "TokenizersBackend"
+        write_json_atomic(cfg_path, cfg)
+    return d
+
+
+def _make_exact(tok, proto) -> None:
+    from tokenizers import normalizers
+    from tokenizers.models import BPE
+
+    norm = proto.normalizer_spec
+    if norm.name != "identity" or norm.remove_extra_whitespaces or not norm.escape_whitespaces:
+        warnings.warn(f"normalizer {norm.name!r} (remove_extra_whitespaces={norm.remove_extra_whitespaces}) "
+                      "has no exact Hugging Face equivalent here; HF and sentencepiece may differ",
+                      stacklevel=3)
+    steps = ([normalizers.Prepend("▁")] if norm.add_dummy_prefix else []) + [normalizers.Replace(" ", "▁")]
+    backend = tok.backend_tokenizer
+    backend.normalizer = normalizers.Sequence(steps)
+    backend.pre_tokenizer = None
+    vocab = json.loads(backend.to_str())["model"]["vocab"]
+    backend.model = BPE(vocab=vocab, merges=_merges_by_score(proto, vocab), fuse_unk=True, byte_fallback=True)
+
+
+def _merges_by_score(proto, vocab: dict[str, int]) -> list[tuple[str, str]]:
+    """BPE merges ranked the way sentencepiece applies them: by the score of the merged piece
+    (highest first), ties by piece id. Only normal and user-defined pieces are merge results."""
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    mergeable = {pb.ModelProto.SentencePiece.NORMAL, pb.ModelProto.SentencePiece.USER_DEFINED}
+    ranked = sorted(((-p.score, i, p.piece) for i, p in enumerate(proto.pieces) if p.type in mergeable))
+    merges = []
+    for _, _, piece in ranked:
+        for cut in range(1, len(piece)):
+            left, right = piece[:cut], piece[cut:]
+            if left in vocab and right in vocab:
+                merges.append((left, right))
+    return merges
+
+
+# ------------------------------------------------------------------ vocabulary extension ----
+@dataclass
+class ExtensionReport:
+    base_model: str
+    add_model: str
+    out_dir: str
+    base_size: int          # pieces in the base model
+    add_size: int           # pieces in the added model
+    add_special: int        # control/byte/unknown pieces of the added model (never copied)
+    duplicates: int         # normal pieces of the added model already in the base
+    added: int              # pieces appended
+    pad_id: int | None      # id of [PAD] when one was appended (or the base's own pad)
+    final_size: int
+    added_score: str
+    warnings: list
+    sha256: str             # of the merged tokenizer.model
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# (setting, where it lives, error?) — compared between base and added model
+_COMPARED = [("model_type", "trainer_spec", True), ("byte_fallback", "trainer_spec", False),
+             ("split_digits", "trainer_spec", False), ("name", "normalizer_spec", False),
+             ("add_dummy_prefix", "normalizer_spec", False), ("remove_extra_whitespaces", "normalizer_spec", False),
+             ("escape_whitespaces", "normalizer_spec", False)]
+
+
+def check_compatible(base, add, base_name: str = "base", add_name: str = "add") -> list[str]:
+    """Compare two ModelProtos. A different ``model_type`` is an error (BPE and unigram pieces
+    are scored differently, so the merged segmentation would be neither); other differences are
+    warnings: the merged model keeps the base's normaliser and trainer settings, so some added
+    pieces may never be produced (e.g. multi-digit pieces under split_digits)."""
+    msgs = []
+    for name, where, fatal in _COMPARED:
+        a, b = getattr(getattr(base, where), name), getattr(getattr(add, where), name)
+        if a == b:
+            continue
+        msg = f"{where}.{name} differs: {base_name} has {a!r}, {add_name} has {b!r}"
+        if fatal:
+            raise ValueError(msg + "; both models must have the same model_type")
+        msgs.append(msg + " (the merged model keeps the base's setting)")
+    return msgs
+
+
+def extend_vocabulary(base_model: str | os.PathLike, add_model: str | os.PathLike, out_dir: str | os.PathLike,
+                      add_pad: bool = False, added_score: str = "after_base", hf_files: bool = True) -> ExtensionReport:
+    """Append every normal piece of ``add_model`` that ``base_model`` lacks (Chinese-LLaMA-Alpaca).
+
+    All base pieces keep their id, score and type, so a model trained with the base tokenizer
+    still reads every old id the same way; the new ids come after the base's. Control, byte and
+    unknown pieces of the added model are skipped (the base has its own).
+
+    ``added_score`` — the score decides a BPE merge's priority (highest first):
+
+    * ``"after_base"`` (default): below every base score, in the added model's own order. Text
+      the base already segmented (English, code) keeps its segmentation, and every score is
+      distinct, so the Hugging Face files encode exactly like sentencepiece.
+    * ``"zero"``: score 0 for every added piece, as Chinese-LLaMA-Alpaca's merge script does. The
+      added merges then outrank all base merges: an added piece such as ``"en"`` can break up
+      ``"▁Argentina"`` (English gets more tokens), and because thousands of merges tie at 0,
+      sentencepiece resolves them by position while HF BPE resolves them by rank — the HF files
+      then differ from sentencepiece on many Chinese texts (measured in the tests and notebook 02).
+
+    ``add_pad`` appends ``[PAD]`` as a CONTROL piece with ``trainer_spec.pad_id`` pointing at it,
+    so sentencepiece and Hugging Face agree on its id and the vocabulary size (an HF-only added
+    token, as Chinese-Alpaca did, exists only in the HF files), and a literal "[PAD]" in text is
+    never turned into padding. The merged ``tokenizer.model`` and the HF files are built in a
+    temporary folder and renamed onto ``out_dir``.
+    """
+    import sentencepiece as spm
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    if added_score not in ("zero", "after_base"):
+        raise ValueError(f"added_score must be 'zero' or 'after_base', got {added_score!r}")
+    base_path, add_path = model_file(base_model), model_file(add_model)
+    base, add = load_model_proto(base_path), load_model_proto(add_path)
+    msgs = check_compatible(base, add, str(base_path), str(add_path))
+    for m in msgs:
+        warnings.warn(m, stacklevel=2)
+    base_size, existing = len(base.pieces), {p.piece for p in base.pieces}
+    skip_types = {pb.ModelProto.SentencePiece.CONTROL, pb.ModelProto.SentencePiece.BYTE,
+                  pb.ModelProto.SentencePiece.UNKNOWN, pb.ModelProto.SentencePiece.UNUSED}
+    lowest = min(p.score for p in base.pieces)
+    special = dupes = added = 0
+    for p in add.pieces:
+        if p.type in skip_types:
+            special += 1
+        elif p.piece in existing:
+            dupes += 1
+        else:
+            new = base.pieces.add()
+            new.piece, new.type = p.piece, p.type
+            new.score = 0.0 if added_score == "zero" else lowest - 1.0 - added
+            existing.add(p.piece)
+            added += 1
+    pad_id = base.trainer_spec.pad_id if base.trainer_spec.pad_id >= 0 else None
+    if add_pad and pad_id is None:
+        if PAD_PIECE in existing:
+            raise ValueError(f"{PAD_PIECE} is already a (non-control) piece of the merged vocabulary")
+        pad = base.pieces.add()
+        pad.piece, pad.type, pad.score = PAD_PIECE, pb.ModelProto.SentencePiece.CONTROL, 0.0
+        pad_id = len(base.pieces) - 1
+        base.trainer_spec.pad_id, base.trainer_spec.pad_piece = pad_id, PAD_PIECE
+    data = base.SerializeToString()
+    spm.SentencePieceProcessor(model_proto=data)  # sentencepiece must accept what we write
+    out = Path(out_dir).resolve()
+    tmp = _temp_dir_for(out)
+    try:
+        write_bytes_atomic(tmp / MODEL_FILE, data)
+        if hf_files:
+            write_hf_files(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _replace_dir(tmp, out)
+    return ExtensionReport(str(base_path), str(add_path), str(out), base_size, len(add.pieces), special, dupes,
+                           added, pad_id, len(base.pieces), added_score, msgs, hashlib.sha256(data).hexdigest())
+
+
+# ----------------------------------------------------------------------------- measuring ----
+def tokens_per_char(sp_or_path, texts: Iterable[str], batch_size: int = 512) -> float:
+    """Tokens (without <s>) per character over ``texts``, streamed in batches. Lower = the
+    tokenizer packs more text into each token (a shorter sequence for the same context)."""
+    sp = load_sp(sp_or_path)
+    n_tok = n_chr = 0
+    batch: list[str] = []
+    for text in texts:
+        batch.append(text)
+        if len(batch) >= batch_size:
+            n_tok += sum(map(len, sp.encode(batch)))
+            n_chr += sum(map(len, batch))
+            batch = []
+    if batch:
+        n_tok += sum(map(len, sp.encode(batch)))
+        n_chr += sum(map(len, batch))
+    if n_chr == 0:
+        raise ValueError("tokens_per_char: no text to measure")
+    return n_tok / n_chr
+
+
+def heldout_texts(corpus_dir: str | os.PathLike, heldout_percent: float, max_chars: int | None = None,
+                  languages: Iterable[str] = LANGUAGES) -> dict[str, list[str]]:
+    """Held-out documents per language (the stage never trains on them), at most ``max_chars``
+    characters per language (whole documents, in corpus order)."""
+    from .corpus import iter_cleaned_documents
+
+    out: dict[str, list[str]] = {lang: [] for lang in languages}
+    used = dict.fromkeys(out, 0)
+    for doc in iter_cleaned_documents(corpus_dir, split="heldout", heldout_percent=heldout_percent):
+        lang = doc.get("lang")
+        if lang in out and (max_chars is None or used[lang] < max_chars):
+            out[lang].append(doc["text"])
+            used[lang] += len(doc["text"])
+    return {lang: texts for lang, texts in out.items() if texts}
+
+
+def tokens_per_char_table(tokenizers: dict[str, Any], texts_by_lang: dict[str, list[str]]):
+    """DataFrame: one row per language (docs, chars) and one tokens/char column per tokenizer."""
+    import pandas as pd
+
+    sps = {name: load_sp(t) for name, t in tokenizers.items()}
+    rows = []
+    for lang, texts in texts_by_lang.items():
+        row: dict[str, Any] = {"lang": lang, "docs": len(texts), "chars": sum(map(len, texts))}
+        row.update({name: round(tokens_per_char(sp, texts), 4) for name, sp in sps.items()})
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("lang")
+
+
+def hf_mismatches(tokenizer_dir: str | os.PathLike, texts: Iterable[str]) -> list[dict[str, Any]]:
+    """Texts where ``AutoTokenizer.from_pretrained(DIR)`` ids (without <s>) differ from
+    sentencepiece's; each entry shows the first differing position and both piece lists there."""
+    from transformers import AutoTokenizer
+
+    sp = load_sp(tokenizer_dir)
+    hf = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    bad = []
+    for i, text in enumerate(texts):
+        a, b = sp.encode(text), hf(text, add_special_tokens=False)["input_ids"]
+        if a != b:
+            k = next((j for j, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+            bad.append({"index": i, "position": k, "text": text[:80],
+                        "sentencepiece": [sp.id_to_piece(x) for x in a[max(0, k - 2):k + 3]],
+                        "hf": hf.convert_ids_to_tokens(b[max(0, k - 2):k + 3])})
+    return bad
+
+
+# ------------------------------------------------------------------------ model resizing ----
+def _vocab_pieces(tokenizer) -> tuple[int, Any]:
+    """(size, id -> (piece, is_special)) for a sentencepiece path/processor or an HF tokenizer."""
+    if hasattr(tokenizer, "convert_ids_to_tokens"):  # a transformers tokenizer
+        special = set(tokenizer.all_special_ids)
+        return len(tokenizer), lambda i: (tokenizer.convert_ids_to_tokens(i), i in special)
+    sp = load_sp(tokenizer)
+    return sp.get_piece_size(), lambda i: (sp.id_to_piece(i), sp.is_control(i) or sp.is_unknown(i)
+                                           or sp.is_byte(i) or sp.is_unused(i))
+
+
+def _without_dummy_prefix(sp):
+    """The same model without the dummy "▁" prefix, to encode a piece's surface text exactly."""
+    import sentencepiece as spm
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    proto = pb.ModelProto()
+    proto.ParseFromString(sp.serialized_model_proto())
+    proto.normalizer_spec.add_dummy_prefix = False
+    return spm.SentencePieceProcessor(model_proto=proto.SerializeToString())
+
+
+def subword_sources(new_tokenizer, base_tokenizer, start: int, stop: int) -> list[list[int] | None]:
+    """For each new id in ``[start, stop)``: the base-tokenizer ids its text encodes to
+    (``None`` for special pieces such as [PAD], which have no text)."""
+    _, piece_of = _vocab_pieces(new_tokenizer)
+    base = _without_dummy_prefix(load_sp(base_tokenizer))
+    out: list[list[int] | None] = []
+    for i in range(start, stop):
+        piece, special = piece_of(i)
+        out.append(None if special else base.encode(piece.replace("▁", " ")) or None)
+    return out
+
+
+def resize_embeddings(model, new_vocab, init: str = "mean", base_tokenizer=None) -> dict[str, Any]:
+    """Grow the input embeddings and the LM head of a transformers causal LM to a larger vocabulary.
+
+    ``new_vocab``: the new size, or the extended tokenizer (folder, .model, processor or HF
+    tokenizer). Old rows stay bit-identical; ``model.config.vocab_size`` is updated; a tied head
+    stays tied (one matrix), an untied head gets its own new rows.
+
+    ``init`` for the new rows:
+
+    * ``"mean"`` (default: needs nothing but the model) — the mean of the existing rows, a point
+      inside the trained distribution, so new tokens start with a neutral, small-loss prediction.
+      (Chinese-LLaMA-Alpaca called HF's ``resize_token_embeddings``, which samples new rows
+      around that mean; here it is the mean itself, deterministic.)
+    * ``"subword"`` — the mean of the rows of the base-tokenizer pieces that the new piece's text
+      encodes to (``base_tokenizer`` required; new_vocab must be the extended tokenizer). "中国"
+      starts where the model already represents "中"+"国" (or their UTF-8 bytes), a meaningful
+      point; special new pieces (e.g. [PAD]) fall back to the mean.
+    """
+    import torch
+
+    if init not in ("mean", "subword"):
+        raise ValueError(f"init must be 'mean' or 'subword', got {init!r}")
+    new_size = new_vocab if isinstance(new_vocab, int) else _vocab_pieces(new_vocab)[0]
+    emb = model.get_input_embeddings()
+    old_size = emb.weight.shape[0]
+    if new_size < old_size:
+        raise ValueError(f"new vocabulary ({new_size}) is smaller than the model's embedding "
+                         f"({old_size} rows): shrinking would drop trained rows")
+    head = model.get_output_embeddings()
+    tied = head is not None and head.weight.data_ptr() == emb.weight.data_ptr()
+    sources = None
+    if init == "subword":
+        if base_tokenizer is None or isinstance(new_vocab, int):
+            raise ValueError("init='subword' needs the extended tokenizer as new_vocab and base_tokenizer")
+        base_size = _vocab_pieces(base_tokenizer)[0]
+        if base_size > old_size:
+            raise ValueError(f"base tokenizer has {base_size} pieces but the model only {old_size} rows")
+        sources = subword_sources(new_vocab, base_tokenizer, old_size, new_size)
+    old_in = emb.weight.detach().clone()
+    old_out = None if tied or head is None else head.weight.detach().clone()
+    model.resize_token_embeddings(new_size, mean_resizing=False)
+    fallback = 0
+    with torch.no_grad():
+        targets = [(model.get_input_embeddings().weight, old_in)]
+        if old_out is not None:
+            targets.append((model.get_output_embeddings().weight, old_out))
+        for weight, old in targets:
+            weight[:old_size] = old  # already copied by transformers; made explicit
+            mean = old.float().mean(0)
+            for k in range(new_size - old_size):
+                ids = sources[k] if sources is not None else None
+                row = old[ids].float().mean(0) if ids else mean
+                weight[old_size + k] = row.to(weight.dtype)
+        if sources is not None:
+            fallback = sum(1 for ids in sources if not ids)
+        bias = getattr(model.get_output_embeddings(), "bias", None)
+        if bias is not None and old_size < new_size:
+            bias[old_size:] = bias[:old_size].mean()
+    model.config.vocab_size = new_size
+    text_cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else None
+    if text_cfg is not None:
+        text_cfg.vocab_size = new_size
+    return {"old_size": old_size, "new_size": new_size, "init": init, "tied": tied,
+            "new_rows": new_size - old_size, "mean_fallback": fallback if init == "subword" else new_size - old_size}
+
+
+# ------------------------------------------------------------------------------- stage ----
+def main(config: TokenizerConfig | str | os.PathLike, output_dir: str | os.PathLike | None = None,
+         overrides: list[str] | None = None) -> dict[str, Any]:
+    """Train base + zh, extend, measure on held-out text; write ``OUT/{base,zh,extended}/`` and
+    ``OUT/report.json`` (assembled in a temporary folder, renamed into place at the end)."""
+    if not isinstance(config, TokenizerConfig):
+        config = load_tokenizer_config(config, overrides)
+    corpus_dir = _from_base(config.corpus_dir, config.base_dir)
+    out = Path(output_dir or _from_base(config.output_dir, config.base_dir)).resolve()
+    tmp = _temp_dir_for(out)
+    t0 = time.perf_counter()
+    try:
+        training = {name: train_tokenizer(corpus_dir, spec, tmp / name, config.heldout_percent, config.progress)
+                    for name, spec in (("base", config.base), ("zh", config.zh))}
+        ext = extend_vocabulary(tmp / "base", tmp / "zh", tmp / "extended", add_pad=config.add_pad)
+        held = heldout_texts(corpus_dir, config.heldout_percent, config.eval_max_chars)
+        if not held:
+            raise ValueError(f"{corpus_dir}: no held-out documents at heldout_percent={config.heldout_percent}")
+        table = tokens_per_char_table({n: tmp / n for n in ("base", "zh", "extended")}, held)
+        hf_check = {lang: len(hf_mismatches(tmp / "extended", texts[:config.hf_check_docs]))
+                    for lang, texts in held.items()}
+        report = {
+            "corpus_dir": str(corpus_dir), "heldout_percent": config.heldout_percent,
+            "vocab": {"base": ext.base_size, "zh": ext.add_size, "added": ext.added,
+                      "duplicates": ext.duplicates, "zh_special_skipped": ext.add_special,
+                      "extended": ext.final_size, "pad_id": ext.pad_id},
+            "training": training, "extension": {**ext.to_dict(), "base_model": "base/tokenizer.model",
+                          "add_model": "zh/tokenizer.model", "out_dir": "extended"},
+            "tokens_per_char": {lang: row for lang, row in table.to_dict("index").items()},
+            "hf_mismatches": {"docs_checked_per_language": config.hf_check_docs, "by_language": hf_check},
+            "sha256": {n: tokenizer_sha256(tmp / n) for n in ("base", "zh", "extended")},
+            "config": asdict(config),
+        }
+        report["wall_s"] = round(time.perf_counter() - t0, 2)
+        write_json_atomic(tmp / "report.json", report)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _replace_dir(tmp, out)
+    return report
+
+
+# ----------------------------------------------------------------------------- CLI --------
+def add_cli(subparsers) -> None:
+    """``knowlm tokenizer train|extend``."""
+    p = subparsers.add_parser("tokenizer", help="stage 02: train tokenizers, extend a vocabulary")
+    sub = p.add_subparsers(dest="tokenizer_cmd", required=True)
+    t = sub.add_parser("train", help="train base + zh tokenizers on a cleaned corpus, extend, measure")
+    t.add_argument("config", help="tokenizer YAML (see configs/tokenizer-sample.yaml)")
+    t.add_argument("--out", help="output folder (default: output_dir from the config)")
+    t.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. -o base.vocab_size=4000 (repeatable)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bars")
+    t.set_defaults(func=_cli_train)
+    e = sub.add_parser("extend", help="append the pieces of --add missing from --base (e.g. a real LLaMA "
+                                      "tokenizer.model + a Chinese model)")
+    e.add_argument("--base", required=True, help="base tokenizer.model (or a folder holding one)")
+    e.add_argument("--add", required=True, help="tokenizer.model whose missing pieces are appended")
+    e.add_argument("--out", required=True, help="output folder: tokenizer.model + Hugging Face files")
+    e.add_argument("--add-pad", action="store_true", help=f"append a {PAD_PIECE} control piece")
+    e.add_argument("--added-score", choices=("after_base", "zero"), default="after_base",
+                   help="score of appended pieces (see extend_vocabulary); zero = Chinese-LLaMA-Alpaca")
+    e.set_defaults(func=_cli_extend)
+
+
+def _cli_train(args) -> int:
+    overrides = list(args.override) + (["progress=false"] if args.no_progress else [])
+    report = main(args.config, args.out, overrides)
+    v = report["vocab"]
+    print(f"vocab: base {v['base']} + zh {v['zh']} → added {v['added']} (duplicates {v['duplicates']}) "
+          f"→ extended {v['extended']}  ({report['wall_s']:.1f} s)")
+    for lang, row in report["tokens_per_char"].items():
+        print(f"  {lang:6s} tokens/char base {row['base']:.3f}  extended {row['extended']:.3f}  ({row['chars']} chars)")
+    return 0
+
+
+def _cli_extend(args) -> int:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = extend_vocabulary(args.base, args.add, args.out, add_pad=args.add_pad, added_score=args.added_score)
+    for w in caught:
+        print(f"warning: {w.message}")
+    print(f"base {r.base_size} + add {r.add_size} (special {r.add_special}, duplicates {r.duplicates}) → "
+          f"added {r.added} → {r.final_size} pieces" + (f", pad id {r.pad_id}" if r.pad_id is not None else ""))
+    print(f"wrote {r.out_dir}/tokenizer.model (sha256 {r.sha256[:16]}…) and Hugging Face files")
+    return 0
