@@ -1,0 +1,704 @@
+"""Stage 05 foundations: DeepSpeed configs, launch commands (deepspeed / torchrun / Slurm) and a
+launcher runner that streams output live into a notebook cell.
+
+Why this module exists: distributed training fails in ways that are hard to read — a config
+key DeepSpeed ignores, an ``"auto"`` the Trainer cannot fill, a shell string with an unquoted
+path, a launcher that needs ssh to reach ``localhost``. Here every config is built by a
+function that rejects impossible combinations with a clear message, every command is an argv
+list (never a string for a shell to interpret), and the runner shows the output as it comes
+and, on failure, raises one short error with the exit code and the last lines.
+
+The same functions serve both worlds: ``device="cpu"`` (DeepSpeed's CPU accelerator over gloo,
+fp32, no ssh) on a laptop, ``device="cuda"`` with KnowLM's 13B ZeRO-3 config on 3 × 8 GPUs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import copy
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable, Literal, Sequence
+
+from .fileio import write_json_atomic, write_text_atomic
+
+Precision = Literal["auto", "fp32", "fp16", "bf16"]
+Device = Literal["cpu", "cuda"]
+AUTO = "auto"
+SCHEDULERS = (None, "WarmupLR", "WarmupDecayLR")
+DEFAULT_EXTENSIONS_DIR = "~/.cache/knowlm/torch_extensions"
+
+
+class LaunchError(RuntimeError):
+    """A launched command failed; carries the exit code and the last lines of its output."""
+
+    def __init__(self, argv: Sequence[str], returncode: int, tail: Sequence[str], log_path: str | None = None):
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.tail = list(tail)
+        self.log_path = log_path
+        where = f"; full log: {log_path}" if log_path else ""
+        last = "".join(self.tail).rstrip("\n") or "(no output)"
+        super().__init__(f"{Path(self.argv[0]).name} exited with code {returncode}{where}\n"
+                         f"--- last {len(self.tail)} lines ---\n{last}")
+
+
+# --------------------------------------------------------------------------------------------
+# DeepSpeed configs
+# --------------------------------------------------------------------------------------------
+
+
+def deepspeed_config(stage: int, *, offload_optimizer: bool = False, offload_params: bool = False,
+                     precision: Precision = "auto", device: Device = "cuda",
+                     micro_batch: int | str = AUTO, grad_accum: int | str = AUTO, train_batch: int | str = AUTO,
+                     optimizer: str | None = "AdamW", lr: float | str = AUTO, betas: Sequence[float] | str = AUTO,
+                     eps: float | str = AUTO, weight_decay: float | str = AUTO,
+                     scheduler: str | None = None, warmup_steps: int | str = AUTO, total_steps: int | str = AUTO,
+                     gradient_clipping: float | str = AUTO, gather_16bit_on_save: bool = True,
+                     pin_memory: bool | None = None, overlap_comm: bool = True,
+                     steps_per_print: int = 100) -> dict[str, Any]:
+    """A DeepSpeed config dict for ZeRO stage 0-3.
+
+    ``"auto"`` values are filled by the transformers Trainer from ``TrainingArguments``
+    (per_device_train_batch_size, gradient_accumulation_steps, learning_rate, adam_beta1/2,
+    adam_epsilon, weight_decay, max_grad_norm, warmup, --fp16/--bf16); use ``resolve_auto``
+    when launching without the Trainer. ``scheduler=None`` leaves the schedule to the Trainer
+    (``--lr_scheduler_type cosine`` as KnowLM did).
+
+    Rules enforced here because DeepSpeed itself does not: parameter offload exists only in
+    ZeRO-3 (DeepSpeed silently ignores it at stage 2); optimizer offload needs stage ≥ 1;
+    ``device="cpu"`` trains in fp32 (its ``"auto"`` precision resolves to fp32, explicit
+    fp16/bf16 is refused) and does not pin memory (pinned host memory is a CUDA feature).
+    """
+    if stage not in (0, 1, 2, 3):
+        raise ValueError(f"ZeRO stage must be 0, 1, 2 or 3, got {stage!r}")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    if precision not in ("auto", "fp32", "fp16", "bf16"):
+        raise ValueError(f"precision must be 'auto', 'fp32', 'fp16' or 'bf16', got {precision!r}")
+    if offload_params and stage != 3:
+        raise ValueError(f"offload_params (ZeRO-Infinity parameter offload) needs ZeRO stage 3, got stage {stage}; "
+                         "use stage=3 or offload only the optimizer")
+    if offload_optimizer and stage == 0:
+        raise ValueError("offload_optimizer needs ZeRO stage 1, 2 or 3 (stage 0 does not partition the optimizer)")
+    if device == "cpu" and precision in ("fp16", "bf16"):
+        raise ValueError(f"precision {precision!r} needs a GPU: DeepSpeed's CPU accelerator trains in fp32 here; "
+                         "use precision='fp32' (or 'auto') with device='cpu', or device='cuda'")
+    if scheduler not in SCHEDULERS:
+        raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {scheduler!r}")
+    if precision == "auto" and device == "cpu":
+        precision = "fp32"
+    pin = (device == "cuda") if pin_memory is None else bool(pin_memory)
+    if pin and device == "cpu":
+        raise ValueError("pin_memory=True needs CUDA; leave it None on device='cpu'")
+
+    cfg: dict[str, Any] = {
+        "train_batch_size": train_batch,
+        "train_micro_batch_size_per_gpu": micro_batch,
+        "gradient_accumulation_steps": grad_accum,
+        "gradient_clipping": gradient_clipping,
+        "steps_per_print": steps_per_print,
+        "wall_clock_breakdown": False,
+    }
+    if precision == "auto":
+        cfg["fp16"] = {"enabled": AUTO, "loss_scale": 0, "initial_scale_power": 16, "loss_scale_window": 1000,
+                       "hysteresis": 2, "min_loss_scale": 1}
+        cfg["bf16"] = {"enabled": AUTO}
+    else:
+        cfg["fp16"] = {"enabled": precision == "fp16"}
+        cfg["bf16"] = {"enabled": precision == "bf16"}
+        if precision == "fp16":  # dynamic loss scaling (loss_scale 0)
+            cfg["fp16"].update(loss_scale=0, initial_scale_power=16, loss_scale_window=1000, hysteresis=2,
+                               min_loss_scale=1)
+
+    zero: dict[str, Any] = {"stage": stage}
+    if stage >= 1:
+        if offload_optimizer:
+            zero["offload_optimizer"] = {"device": "cpu", "pin_memory": pin}
+        if stage >= 2:
+            zero.update(overlap_comm=overlap_comm and device == "cuda", contiguous_gradients=True,
+                        reduce_bucket_size=AUTO)
+        if stage == 3:
+            if offload_params:
+                zero["offload_param"] = {"device": "cpu", "pin_memory": pin}
+            zero.update(stage3_prefetch_bucket_size=AUTO, stage3_param_persistence_threshold=AUTO,
+                        stage3_gather_16bit_weights_on_model_save=bool(gather_16bit_on_save))
+    cfg["zero_optimization"] = zero
+
+    if optimizer is not None:
+        cfg["optimizer"] = {"type": optimizer, "params": {
+            "lr": lr, "betas": list(betas) if not isinstance(betas, str) else betas,
+            "eps": eps, "weight_decay": weight_decay}}
+    if scheduler is not None:
+        params: dict[str, Any] = {"warmup_min_lr": AUTO, "warmup_max_lr": lr if lr != AUTO else AUTO,
+                                  "warmup_num_steps": warmup_steps}
+        if scheduler == "WarmupDecayLR":
+            params["total_num_steps"] = total_steps
+        cfg["scheduler"] = {"type": scheduler, "params": params}
+    return cfg
+
+
+def knowlm_13b_deepspeed_config() -> dict[str, Any]:
+    """KnowLM/ZhiXi's pretraining config for LLaMA-13B on 3 × 8 V100-32GB, value for value:
+    ZeRO-3 with optimizer AND parameters offloaded to pinned CPU memory, fp16 with dynamic loss
+    scaling starting at 2^32, AdamW lr 1.5e-5 betas (0.9, 0.95) eps 1e-8 weight decay 0.1,
+    16-bit weights gathered on save (so a normal HF checkpoint is written, not only ZeRO
+    shards). Batch sizes are "auto": the launch passed --per_device_train_batch_size 20
+    --gradient_accumulation_steps 3 (global 1440) with --lr_scheduler_type cosine --warmup_steps 300.
+    """
+    return {
+        "zero_optimization": {
+            "stage": 3,
+            "offload_optimizer": {"device": "cpu", "pin_memory": True},
+            "offload_param": {"device": "cpu", "pin_memory": True},
+            "overlap_comm": True,
+            "contiguous_gradients": True,
+            "sub_group_size": 0,
+            "reduce_bucket_size": AUTO,
+            "stage3_prefetch_bucket_size": AUTO,
+            "stage3_param_persistence_threshold": AUTO,
+            "stage3_max_live_parameters": 0,
+            "stage3_max_reuse_distance": 0,
+            "stage3_gather_16bit_weights_on_model_save": True,
+        },
+        "fp16": {"enabled": True, "auto_cast": False, "loss_scale": 0, "initial_scale_power": 32,
+                 "loss_scale_window": 1000, "hysteresis": 2, "min_loss_scale": 1},
+        "optimizer": {"type": "AdamW", "params": {"lr": 1.5e-5, "betas": [0.9, 0.95], "eps": 1e-8, "weight_decay": 0.1}},
+        "train_batch_size": AUTO,
+        "train_micro_batch_size_per_gpu": AUTO,
+        "wall_clock_breakdown": False,
+    }
+
+
+def adapt_for_cpu(cfg: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """A copy of ``cfg`` that DeepSpeed's CPU accelerator can run, and the list of changes made
+    (so a notebook can show exactly how the laptop run differs from the cluster one): fp16/bf16
+    disabled (fp32), pinned memory off, communication overlap off."""
+    out = copy.deepcopy(cfg)
+    changes: list[str] = []
+    for key in ("fp16", "bf16"):
+        if key in out and out[key].get("enabled") not in (False, None):
+            out[key] = {"enabled": False}
+            changes.append(f"{key}.enabled → false (CPU trains in fp32)")
+    zero = out.get("zero_optimization", {})
+    for sub in ("offload_optimizer", "offload_param"):
+        if zero.get(sub, {}).get("pin_memory"):
+            zero[sub]["pin_memory"] = False
+            changes.append(f"zero_optimization.{sub}.pin_memory → false (pinned memory is a CUDA feature)")
+    if zero.get("overlap_comm"):
+        zero["overlap_comm"] = False
+        changes.append("zero_optimization.overlap_comm → false (no CUDA streams to overlap on)")
+    return out, changes
+
+
+def _auto_paths(obj: Any, prefix: str = "") -> list[str]:
+    if isinstance(obj, dict):
+        return [p for k, v in obj.items() for p in _auto_paths(v, f"{prefix}{k}.")]
+    return [prefix[:-1]] if obj == AUTO else []
+
+
+def auto_fields(cfg: dict[str, Any]) -> list[str]:
+    """Dotted paths of every ``"auto"`` value left in ``cfg``."""
+    return _auto_paths(cfg)
+
+
+def resolve_auto(cfg: dict[str, Any], *, micro_batch: int, grad_accum: int = 1, world_size: int = 1,
+                 lr: float = 1e-4, betas: Sequence[float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0, max_grad_norm: float = 1.0, hidden_size: int | None = None,
+                 warmup_steps: int = 1, total_steps: int | None = None, fp16: bool = False,
+                 bf16: bool = False) -> dict[str, Any]:
+    """Fill every ``"auto"`` the way the transformers Trainer does (train_batch_size =
+    world_size × micro_batch × grad_accum, bucket sizes from the hidden size, …) — for
+    launching DeepSpeed without the Trainer and for checking a config with DeepSpeed's own
+    parser. An ``"auto"`` that cannot be filled from the arguments is an error naming it."""
+    out = copy.deepcopy(cfg)
+    values: dict[str, Any] = {
+        "train_micro_batch_size_per_gpu": micro_batch,
+        "gradient_accumulation_steps": grad_accum,
+        "train_batch_size": world_size * micro_batch * grad_accum,
+        "gradient_clipping": max_grad_norm,
+        "optimizer.params.lr": lr,
+        "optimizer.params.betas": list(betas),
+        "optimizer.params.eps": eps,
+        "optimizer.params.weight_decay": weight_decay,
+        "scheduler.params.warmup_min_lr": 0,
+        "scheduler.params.warmup_max_lr": lr,
+        "scheduler.params.warmup_num_steps": max(1, warmup_steps),
+        "fp16.enabled": fp16,
+        "bf16.enabled": bf16,
+    }
+    if total_steps is not None:
+        values["scheduler.params.total_num_steps"] = total_steps
+    if hidden_size is not None:
+        values["zero_optimization.reduce_bucket_size"] = hidden_size * hidden_size
+        values["zero_optimization.stage3_prefetch_bucket_size"] = int(0.9 * hidden_size * hidden_size)
+        values["zero_optimization.stage3_param_persistence_threshold"] = 10 * hidden_size
+    missing = []
+    for path in auto_fields(out):
+        if path not in values:
+            missing.append(path)
+            continue
+        node = out
+        *parents, last = path.split(".")
+        for p in parents:
+            node = node[p]
+        node[last] = values[path]
+    if missing:
+        needs = sorted({"hidden_size" if ("bucket" in m or "persistence" in m) else
+                        "total_steps" if "total_num_steps" in m else m for m in missing})
+        raise ValueError(f"cannot fill 'auto' for {missing}: pass {', '.join(needs)} "
+                         "(or put numbers in the config)")
+    return out
+
+
+def parse_with_deepspeed(cfg: dict[str, Any]):
+    """Parse ``cfg`` with DeepSpeed's own ``DeepSpeedConfig`` (pydantic-validated: unknown keys
+    and inconsistent batch sizes raise) without initialising distributed training. The config
+    must not contain ``"auto"`` (see ``resolve_auto``). Outside a distributed job DeepSpeed
+    assumes world size 1, so resolve with ``world_size=1`` for this check."""
+    left = auto_fields(cfg)
+    if left:
+        raise ValueError(f"resolve 'auto' values first (resolve_auto): {left}")
+    from deepspeed.runtime.config import DeepSpeedConfig
+
+    return DeepSpeedConfig(copy.deepcopy(cfg))
+
+
+def write_deepspeed_config(path: str | os.PathLike, cfg: dict[str, Any]) -> Path:
+    """Write ``cfg`` as JSON atomically (temp file + rename); returns the path."""
+    json.dumps(cfg)  # fail before touching the file if it is not JSON-serialisable
+    write_json_atomic(path, cfg)
+    return Path(path)
+
+
+def read_deepspeed_config(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a DeepSpeed config must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+# --------------------------------------------------------------------------------------------
+# Environment
+# --------------------------------------------------------------------------------------------
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free right now on ``host`` (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def launch_env(device: Device, *, extensions_dir: str | os.PathLike | None = None,
+               master_port: int | None = None, master_addr: str = "127.0.0.1") -> dict[str, str]:
+    """The environment variables a launch needs on ``device`` (only the additions; the runner
+    merges them over ``os.environ``).
+
+    Both devices: TORCH_EXTENSIONS_DIR (DeepSpeed JIT-compiles its ops once, ≈1-2 min, then
+    reuses the cache; default ~/.cache/knowlm/torch_extensions or $KNOWLM_TORCH_EXTENSIONS_DIR),
+    PYTHONUNBUFFERED=1 (so output streams line by line), MASTER_ADDR/MASTER_PORT (a free port).
+    CPU: DS_ACCELERATOR=cpu (DeepSpeed's CPU accelerator, gloo backend) and no visible GPUs.
+    """
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    ext = extensions_dir or os.environ.get("KNOWLM_TORCH_EXTENSIONS_DIR") or DEFAULT_EXTENSIONS_DIR
+    ext_path = Path(os.path.expanduser(str(ext))).resolve()
+    ext_path.mkdir(parents=True, exist_ok=True)
+    env = {
+        "TORCH_EXTENSIONS_DIR": str(ext_path),
+        "PYTHONUNBUFFERED": "1",
+        "MASTER_ADDR": master_addr,
+        "MASTER_PORT": str(master_port or free_port()),
+    }
+    if device == "cpu":
+        env["DS_ACCELERATOR"] = "cpu"
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    return env
+
+
+def in_process_env(master_port: int | None = None) -> dict[str, str]:
+    """Variables that let the Trainer + DeepSpeed run inside this very process (a notebook
+    kernel) as a one-process "distributed" job, without a launcher: without them DeepSpeed
+    falls back to MPI discovery and fails with ``No module named 'mpi4py'``."""
+    return {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(master_port or free_port()),
+            "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1"}
+
+
+def trainer_device_args(device: Device) -> dict[str, Any]:
+    """TrainingArguments a device needs. On CPU ``use_cpu=True``: otherwise, with several
+    processes, the Trainer computes world size differently from DeepSpeed and fails with
+    ``train_batch_size is not equal to micro_batch_per_gpu * gradient_acc_step * world_size``."""
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    return {"use_cpu": True} if device == "cpu" else {}
+
+
+# --------------------------------------------------------------------------------------------
+# Hostfiles and launch commands (argv lists, never shell strings)
+# --------------------------------------------------------------------------------------------
+
+_HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
+
+
+def _check_host(host: str) -> str:
+    if not isinstance(host, str) or not _HOST_RE.match(host):
+        raise ValueError(f"invalid host name {host!r}: use a host name or IP address "
+                         "(letters, digits, '.', '-', '_', ':')")
+    return host
+
+
+def hostfile_text(hosts: dict[str, int]) -> str:
+    """MPI-style hostfile lines ``host slots=N`` (KnowLM: ``IP slots=8``), first host = master."""
+    if not hosts:
+        raise ValueError("hostfile needs at least one host")
+    lines = []
+    for host, slots in hosts.items():
+        _check_host(host)
+        if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
+            raise ValueError(f"host {host!r}: slots must be a positive integer, got {slots!r}")
+        lines.append(f"{host} slots={slots}")
+    return "\n".join(lines) + "\n"
+
+
+def write_hostfile(path: str | os.PathLike, hosts: dict[str, int]) -> Path:
+    """Write a DeepSpeed/MPI hostfile atomically; returns its path."""
+    write_text_atomic(path, hostfile_text(hosts))
+    return Path(path)
+
+
+def read_hostfile(path: str | os.PathLike) -> dict[str, int]:
+    """Parse a hostfile (comments and blank lines allowed); errors name the line."""
+    hosts: dict[str, int] = {}
+    with open(path, encoding="utf-8") as fh:
+        for n, raw in enumerate(fh, 1):
+            line = raw.split("#", 1)[0].strip()
+            if not line:
+                continue
+            m = re.fullmatch(r"(\S+)\s+slots\s*=\s*(\d+)", line)
+            if not m:
+                raise ValueError(f"{path}:{n}: expected 'host slots=N', got {raw.rstrip()!r}")
+            host = _check_host(m.group(1))
+            if host in hosts:
+                raise ValueError(f"{path}:{n}: host {host!r} listed twice")
+            hosts[host] = int(m.group(2))
+    if not hosts:
+        raise ValueError(f"{path}: no hosts")
+    return hosts
+
+
+def _executable(name: str) -> str:
+    """``name`` from this interpreter's bin folder (a notebook kernel's PATH may not include the
+    venv), else from PATH, else the bare name (the runner then reports it missing)."""
+    candidate = Path(sys.executable).parent / name
+    if candidate.is_file() and os.access(candidate, os.X_OK):
+        return str(candidate)
+    return shutil.which(name) or name
+
+
+def _script_args(script_args: Iterable[Any] | None) -> list[str]:
+    if isinstance(script_args, (str, bytes)):
+        raise TypeError("script_args must be a list of arguments, not one string (no shell parsing here)")
+    return [str(a) for a in (script_args or [])]
+
+
+def deepspeed_argv(script: str | os.PathLike, script_args: Sequence[Any] | None = None, *,
+                   num_gpus: int | None = None, num_nodes: int | None = None,
+                   hostfile: str | os.PathLike | None = None, master_addr: str | None = None,
+                   master_port: int | None = None, local: bool = False, node_rank: int | None = None,
+                   no_ssh: bool = False, module: bool = False) -> list[str]:
+    """``deepspeed`` launcher command.
+
+    * one node: ``deepspeed --num_gpus N script.py args…`` (no hostfile; on CPU ``N`` is the
+      number of processes);
+    * several nodes from a hostfile: ``deepspeed --hostfile H --master_addr A --master_port P
+      [--num_nodes n] [--num_gpus g] script.py args…`` (the launcher ssh-es to the other hosts);
+    * a hostfile on this machine (``local=True``): adds ``--no_ssh --node_rank 0 --master_addr
+      127.0.0.1`` because ``localhost`` in a hostfile otherwise needs an ssh server;
+    * one process per node started by a scheduler (``no_ssh=True, node_rank=k``).
+    """
+    argv = [_executable("deepspeed")]
+    if hostfile is not None:
+        argv += ["--hostfile", str(hostfile)]
+    if local:
+        if hostfile is None:
+            raise ValueError("local=True is for a hostfile on this machine; without a hostfile just use num_gpus")
+        no_ssh, node_rank, master_addr = True, 0 if node_rank is None else node_rank, master_addr or "127.0.0.1"
+    if no_ssh:
+        if node_rank is None:
+            raise ValueError("no_ssh needs node_rank (each node starts its own launcher)")
+        argv += ["--no_ssh", "--node_rank", str(int(node_rank))]
+    elif node_rank is not None:
+        raise ValueError("node_rank is only meaningful with no_ssh=True")
+    if num_nodes is not None:
+        argv += ["--num_nodes", str(int(num_nodes))]
+    if num_gpus is not None:
+        if int(num_gpus) < 1:
+            raise ValueError(f"num_gpus must be ≥ 1, got {num_gpus}")
+        argv += ["--num_gpus", str(int(num_gpus))]
+    if master_addr is not None:
+        argv += ["--master_addr", _check_host(master_addr)]
+    if master_port is not None:
+        argv += ["--master_port", str(int(master_port))]
+    if module:
+        argv.append("--module")
+    return argv + [str(script)] + _script_args(script_args)
+
+
+def torchrun_argv(script: str | os.PathLike, script_args: Sequence[Any] | None = None, *,
+                  nproc_per_node: int, nnodes: int = 1, rdzv_endpoint: str | None = None,
+                  rdzv_id: str = "knowlm", rdzv_backend: str = "c10d", max_restarts: int = 0) -> list[str]:
+    """``torchrun`` command. One node uses ``--standalone`` (a private rendezvous on a free
+    port); several nodes use a c10d rendezvous at ``rdzv_endpoint`` (``host:port`` of node 0),
+    and the same command is run on every node — no node rank needed."""
+    if nproc_per_node < 1 or nnodes < 1:
+        raise ValueError("nproc_per_node and nnodes must be ≥ 1")
+    argv = [_executable("torchrun"), "--nnodes", str(int(nnodes)), "--nproc_per_node", str(int(nproc_per_node))]
+    if nnodes == 1 and rdzv_endpoint is None:
+        argv.append("--standalone")
+    else:
+        if not rdzv_endpoint:
+            raise ValueError("several nodes need rdzv_endpoint='host:port' of the first node")
+        argv += ["--rdzv_backend", rdzv_backend, "--rdzv_endpoint", rdzv_endpoint, "--rdzv_id", str(rdzv_id)]
+    argv += ["--max_restarts", str(int(max_restarts))]
+    return argv + [str(script)] + _script_args(script_args)
+
+
+_SBATCH_VALUE_RE = re.compile(r"^[A-Za-z0-9_.:%/@+=,-]+$")
+
+
+def _sbatch_value(name: str, value: Any) -> str:
+    text = str(value)
+    if not _SBATCH_VALUE_RE.match(text):
+        raise ValueError(f"slurm {name}={text!r}: only letters, digits and _.:%/@+=,- are allowed in #SBATCH values")
+    return text
+
+
+def slurm_script(script: str | os.PathLike, script_args: Sequence[Any] | None = None, *, nodes: int,
+                 gpus_per_node: int, time_limit: str = "72:00:00", job_name: str = "knowlm-pretrain",
+                 launcher: Literal["torchrun", "deepspeed"] = "torchrun", partition: str | None = None,
+                 cpus_per_task: int | None = None, output: str = "slurm-%x-%j.out", master_port: int = 29500,
+                 env: dict[str, str] | None = None, setup: Sequence[str] = ()) -> str:
+    """An ``sbatch`` script running one launcher per node (``--ntasks-per-node=1``).
+
+    The master is the first host of the allocation (``scontrol show hostnames``). With
+    ``torchrun`` every node runs the same command against a c10d rendezvous on the master.
+    With ``deepspeed`` a hostfile of the allocation is written and each node starts its own
+    launcher with ``--no_ssh --node_rank $SLURM_NODEID`` (no pdsh/ssh between nodes needed);
+    that command runs under ``bash -c`` so ``$SLURM_NODEID`` is expanded on each node.
+    Every user-supplied string is shell-quoted; #SBATCH values are validated.
+    ``setup`` lines (e.g. ``source /path/venv/bin/activate``) are inserted verbatim: they are
+    the caller's own shell code.
+    """
+    if nodes < 1 or gpus_per_node < 1:
+        raise ValueError("nodes and gpus_per_node must be ≥ 1")
+    if launcher not in ("torchrun", "deepspeed"):
+        raise ValueError(f"launcher must be 'torchrun' or 'deepspeed', got {launcher!r}")
+    q = shlex.quote
+    args = _script_args(script_args)
+    head = ["#!/bin/bash",
+            f"#SBATCH --job-name={_sbatch_value('job_name', job_name)}",
+            f"#SBATCH --nodes={int(nodes)}",
+            "#SBATCH --ntasks-per-node=1",
+            f"#SBATCH --gpus-per-node={int(gpus_per_node)}",
+            f"#SBATCH --time={_sbatch_value('time', time_limit)}",
+            f"#SBATCH --output={_sbatch_value('output', output)}"]
+    if partition:
+        head.append(f"#SBATCH --partition={_sbatch_value('partition', partition)}")
+    if cpus_per_task:
+        head.append(f"#SBATCH --cpus-per-task={int(cpus_per_task)}")
+    body = ["set -euo pipefail", *setup]
+    for key, value in (env or {}).items():
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise ValueError(f"invalid environment variable name {key!r}")
+        body.append(f"export {key}={q(str(value))}")
+    body += ['export MASTER_ADDR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"',
+             f"export MASTER_PORT={int(master_port)}",
+             'echo "master $MASTER_ADDR:$MASTER_PORT, nodes: $SLURM_JOB_NODELIST"']
+    if launcher == "torchrun":
+        cmd = ["torchrun", "--nnodes", str(int(nodes)), "--nproc_per_node", str(int(gpus_per_node)),
+               "--rdzv_backend", "c10d", "--rdzv_id", "$SLURM_JOB_ID", "--rdzv_endpoint", "$MASTER_ADDR:$MASTER_PORT"]
+        line = " ".join(q(c) if not c.startswith("$") else f'"{c}"' for c in cmd)
+        body.append(f"srun --kill-on-bad-exit=1 {line} {shlex.join([str(script), *args])}")
+    else:
+        body += ['HOSTFILE="hostfile-$SLURM_JOB_ID"',
+                 f'scontrol show hostnames "$SLURM_JOB_NODELIST" | sed "s/$/ slots={int(gpus_per_node)}/" > "$HOSTFILE"']
+        inner = ("exec deepspeed --hostfile \"$HOSTFILE\" --no_ssh --node_rank \"$SLURM_NODEID\" "
+                 "--master_addr \"$MASTER_ADDR\" --master_port \"$MASTER_PORT\" "
+                 f"--num_nodes {int(nodes)} --num_gpus {int(gpus_per_node)} {shlex.join([str(script), *args])}")
+        body += ['export HOSTFILE', f"srun --kill-on-bad-exit=1 bash -c {q(inner)}"]
+    return "\n".join(head + [""] + body) + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+# Running a launcher
+# --------------------------------------------------------------------------------------------
+
+
+def run_launcher(argv: Sequence[str], env: dict[str, str] | None = None, log_path: str | os.PathLike | None = None,
+                 echo: bool = True, cwd: str | os.PathLike | None = None, tail_lines: int = 40) -> int:
+    """Run ``argv`` (no shell), printing each output line as it arrives (a Jupyter cell shows
+    it live) and appending it to ``log_path``. ``env`` is merged over ``os.environ``.
+
+    Returns 0 on success; a non-zero exit raises ``LaunchError`` carrying the exit code and the
+    last ``tail_lines`` lines. Ctrl-C / interrupting the kernel terminates the whole process
+    group the command started (launchers spawn one worker per device). The log is written as
+    it streams, not atomically, so it can be followed during a run and survives a crash.
+    """
+    if isinstance(argv, (str, bytes)):
+        raise TypeError("run_launcher takes an argv list, not a shell string")
+    argv = [str(a) for a in argv]
+    if not argv:
+        raise ValueError("empty command")
+    full_env = {**os.environ, **(env or {})}
+    full_env.setdefault("PYTHONUNBUFFERED", "1")
+    tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
+    log = None
+    if log_path is not None:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        log = open(log_path, "a", encoding="utf-8", buffering=1)
+        log.write(f"$ {shlex.join(argv)}\n")
+    try:
+        try:
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env=full_env, cwd=cwd, text=True, encoding="utf-8", errors="replace",
+                                    bufsize=1, start_new_session=True)
+        except FileNotFoundError as exc:
+            raise LaunchError(argv, 127, [f"command not found: {argv[0]} ({exc.strerror}); is the venv's bin "
+                                          "folder on PATH?\n"], str(log_path) if log_path else None) from exc
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if echo:
+                    print(line, end="", flush=True)
+                if log is not None:
+                    log.write(line)
+                tail.append(line)
+            rc = proc.wait()
+        except BaseException:  # KeyboardInterrupt in a notebook: stop the whole launch
+            _terminate_group(proc)
+            raise
+    finally:
+        if log is not None:
+            log.close()
+    if rc != 0:
+        raise LaunchError(argv, rc, list(tail), str(log_path) if log_path else None)
+    return rc
+
+
+def _terminate_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
+    """SIGTERM the process group we started, then SIGKILL it if it is still alive."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    except ProcessLookupError:
+        pass
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------
+
+
+def add_cli(subparsers) -> None:
+    """``knowlm launch deepspeed-config|hostfile|slurm``."""
+    p = subparsers.add_parser("launch", help="stage 05: DeepSpeed configs, hostfiles and Slurm scripts")
+    sub = p.add_subparsers(dest="launch_cmd", required=True)
+
+    d = sub.add_parser("deepspeed-config", help="write a DeepSpeed JSON config")
+    d.add_argument("--stage", type=int, default=3, choices=(0, 1, 2, 3), help="ZeRO stage")
+    d.add_argument("--offload-optimizer", action="store_true", help="optimizer state in CPU memory")
+    d.add_argument("--offload-params", action="store_true", help="parameters in CPU memory (stage 3 only)")
+    d.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"))
+    d.add_argument("--device", default="cuda", choices=("cpu", "cuda"))
+    d.add_argument("--scheduler", default=None, choices=("WarmupLR", "WarmupDecayLR"),
+                   help="DeepSpeed scheduler (default: none, the Trainer's --lr_scheduler_type)")
+    d.add_argument("--knowlm-13b", action="store_true", help="KnowLM's exact 13B config (other options ignored)")
+    d.add_argument("--out", help="output JSON (default: print)")
+    d.set_defaults(func=_cli_deepspeed_config)
+
+    h = sub.add_parser("hostfile", help="write a 'host slots=N' hostfile")
+    h.add_argument("--host", action="append", required=True, metavar="HOST=SLOTS",
+                   help="a host and its device count, e.g. --host 10.0.0.1=8 (repeatable; first = master)")
+    h.add_argument("--out", help="output file (default: print)")
+    h.set_defaults(func=_cli_hostfile)
+
+    s = sub.add_parser("slurm", help="write an sbatch script running the launcher on every node")
+    s.add_argument("--nodes", type=int, required=True)
+    s.add_argument("--gpus-per-node", type=int, required=True)
+    s.add_argument("--time", default="72:00:00", help="wall-clock limit (HH:MM:SS or D-HH:MM:SS)")
+    s.add_argument("--job-name", default="knowlm-pretrain")
+    s.add_argument("--partition")
+    s.add_argument("--cpus-per-task", type=int)
+    s.add_argument("--launcher", default="torchrun", choices=("torchrun", "deepspeed"))
+    s.add_argument("--master-port", type=int, default=29500)
+    s.add_argument("--setup", action="append", default=[], help="shell line run first, e.g. 'source venv/bin/activate'")
+    s.add_argument("--out", help="output .sbatch file (default: print)")
+    s.add_argument("script", help="training script run on every node")
+    s.add_argument("script_args", nargs=argparse.REMAINDER, help="its arguments (put them after --)")
+    s.set_defaults(func=_cli_slurm)
+
+
+def _emit(text: str, out: str | None) -> None:
+    if out:
+        write_text_atomic(out, text)
+        print(f"wrote {out}")
+    else:
+        print(text, end="")
+
+
+def _cli_deepspeed_config(args) -> int:
+    if args.knowlm_13b:
+        cfg = knowlm_13b_deepspeed_config()
+    else:
+        cfg = deepspeed_config(args.stage, offload_optimizer=args.offload_optimizer, offload_params=args.offload_params,
+                               precision=args.precision, device=args.device, scheduler=args.scheduler)
+    _emit(json.dumps(cfg, indent=2) + "\n", args.out)
+    return 0
+
+
+def _cli_hostfile(args) -> int:
+    hosts: dict[str, int] = {}
+    for item in args.host:
+        host, sep, slots = item.rpartition("=")
+        if not sep or not slots.isdigit():
+            raise ValueError(f"--host {item!r}: expected HOST=SLOTS, e.g. 10.0.0.1=8")
+        if host in hosts:
+            raise ValueError(f"--host {host!r} given twice")
+        hosts[host] = int(slots)
+    _emit(hostfile_text(hosts), args.out)
+    return 0
+
+
+def _cli_slurm(args) -> int:
+    script_args = list(args.script_args)
+    if script_args[:1] == ["--"]:
+        script_args = script_args[1:]
+    text = slurm_script(args.script, script_args, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
+                        time_limit=args.time, job_name=args.job_name, launcher=args.launcher,
+                        partition=args.partition, cpus_per_task=args.cpus_per_task,
+                        master_port=args.master_port, setup=args.setup)
+    _emit(text, args.out)
+    return 0

@@ -1,0 +1,324 @@
+"""Stage 05 foundations (knowlm_utils.launch): DeepSpeed configs (checked by DeepSpeed's own
+parser), hostfiles, launcher argv lists, Slurm scripts, and the streaming launcher runner run on
+real subprocesses. No training here."""
+
+import itertools
+import json
+import shlex
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from knowlm_utils import cli
+from knowlm_utils.launch import (LaunchError, adapt_for_cpu, auto_fields, deepspeed_argv, deepspeed_config,
+                                 hostfile_text, knowlm_13b_deepspeed_config, launch_env, parse_with_deepspeed,
+                                 read_deepspeed_config, read_hostfile, resolve_auto, run_launcher, slurm_script,
+                                 torchrun_argv, trainer_device_args, write_deepspeed_config, write_hostfile)
+
+ROOT = Path(__file__).resolve().parents[1]
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+
+
+def _valid(stage, off_opt, off_par, precision, device):
+    return not ((off_par and stage != 3) or (off_opt and stage == 0)
+                or (device == "cpu" and precision in ("fp16", "bf16")))
+
+
+COMBOS = list(itertools.product((0, 1, 2, 3), (False, True), (False, True), PRECISIONS, ("cpu", "cuda")))
+
+
+def test_config_matrix_structure_and_invalid_combinations():
+    n_valid = 0
+    for stage, off_opt, off_par, precision, device in COMBOS:
+        kw = dict(offload_optimizer=off_opt, offload_params=off_par, precision=precision, device=device)
+        if not _valid(stage, off_opt, off_par, precision, device):
+            with pytest.raises(ValueError) as err:
+                deepspeed_config(stage, **kw)
+            msg = str(err.value)
+            assert ("needs ZeRO stage 3" in msg or "needs ZeRO stage 1, 2 or 3" in msg or "needs a GPU" in msg), msg
+            continue
+        n_valid += 1
+        cfg = deepspeed_config(stage, **kw)
+        zero = cfg["zero_optimization"]
+        assert zero["stage"] == stage
+        assert ("offload_optimizer" in zero) == off_opt and ("offload_param" in zero) == off_par
+        assert zero.get("stage3_gather_16bit_weights_on_model_save") is (True if stage == 3 else None)
+        pins = [zero[k]["pin_memory"] for k in ("offload_optimizer", "offload_param") if k in zero]
+        assert all(p == (device == "cuda") for p in pins)
+        if device == "cpu":  # CPU always trains in fp32
+            assert cfg["fp16"] == {"enabled": False} and cfg["bf16"] == {"enabled": False}
+        elif precision == "auto":
+            assert cfg["fp16"]["enabled"] == cfg["bf16"]["enabled"] == "auto"
+        else:
+            assert cfg["fp16"]["enabled"] == (precision == "fp16") and cfg["bf16"]["enabled"] == (precision == "bf16")
+        for key in ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps",
+                    "optimizer.params.lr", "optimizer.params.betas", "optimizer.params.weight_decay"):
+            assert key in auto_fields(cfg)
+    assert n_valid == 9 * 6  # offload layouts (1+2+2+4 over stages 0-3) × precision/device (2 cpu + 4 cuda)
+    with pytest.raises(ValueError, match="ZeRO stage must be"):
+        deepspeed_config(4)
+    with pytest.raises(ValueError, match="pin_memory=True needs CUDA"):
+        deepspeed_config(3, offload_optimizer=True, device="cpu", pin_memory=True)
+
+
+def test_every_valid_config_parses_with_deepspeed():
+    """DeepSpeed's own DeepSpeedConfig (pydantic; no distributed init) accepts every generated
+    config once its "auto" values are filled the way the Trainer fills them."""
+    for stage, off_opt, off_par, precision, device in COMBOS:
+        if not _valid(stage, off_opt, off_par, precision, device):
+            continue
+        for scheduler in (None, "WarmupDecayLR"):
+            cfg = deepspeed_config(stage, offload_optimizer=off_opt, offload_params=off_par, precision=precision,
+                                   device=device, scheduler=scheduler)
+            resolved = resolve_auto(cfg, micro_batch=4, grad_accum=2, hidden_size=256, lr=3e-4, warmup_steps=10,
+                                    total_steps=200, fp16=precision == "fp16", bf16=precision == "bf16")
+            assert auto_fields(resolved) == []
+            ds = parse_with_deepspeed(resolved)
+            assert ds.train_batch_size == 8 and ds.gradient_accumulation_steps == 2
+            assert ds.zero_config.stage == stage
+            assert (ds.zero_config.offload_param is not None) == off_par
+            assert (ds.zero_config.offload_optimizer is not None) == off_opt
+            assert ds.optimizer_params["lr"] == 3e-4
+            if scheduler:
+                assert ds.scheduler_params["total_num_steps"] == 200 and ds.scheduler_params["warmup_max_lr"] == 3e-4
+            if stage == 3:
+                assert ds.zero_config.gather_16bit_weights_on_model_save
+
+
+def test_knowlm_13b_preset_matches_the_published_config():
+    cfg = knowlm_13b_deepspeed_config()
+    zero = cfg["zero_optimization"]
+    assert zero["stage"] == 3
+    assert zero["offload_optimizer"] == {"device": "cpu", "pin_memory": True}
+    assert zero["offload_param"] == {"device": "cpu", "pin_memory": True}
+    assert zero["stage3_gather_16bit_weights_on_model_save"] is True
+    assert cfg["fp16"]["enabled"] is True and cfg["fp16"]["loss_scale"] == 0  # dynamic loss scaling
+    assert cfg["optimizer"] == {"type": "AdamW", "params": {"lr": 1.5e-5, "betas": [0.9, 0.95], "eps": 1e-8,
+                                                            "weight_decay": 0.1}}
+    # the Trainer fills the batch sizes: 20 per GPU × 3 accumulation × 24 GPUs = 1440
+    filled = resolve_auto(cfg, micro_batch=20, grad_accum=3, world_size=24, hidden_size=5120)
+    assert filled["train_batch_size"] == 1440 and filled["train_micro_batch_size_per_gpu"] == 20
+    assert filled["zero_optimization"]["reduce_bucket_size"] == 5120 * 5120
+    assert filled["zero_optimization"]["stage3_param_persistence_threshold"] == 51200
+    # the config has no gradient_accumulation_steps: DeepSpeed derives it (world size 1 here)
+    ds = parse_with_deepspeed(resolve_auto(cfg, micro_batch=20, grad_accum=3, world_size=1, hidden_size=5120))
+    assert ds.gradient_accumulation_steps == 3 and ds.zero_config.offload_param.pin_memory
+    with pytest.raises(ValueError, match=r"cannot fill 'auto' .*pass hidden_size"):
+        resolve_auto(cfg, micro_batch=20)
+    with pytest.raises(ValueError, match="resolve 'auto' values first"):
+        parse_with_deepspeed(cfg)
+    # the CPU version of the same config: fp32, nothing pinned, and the changes are listed
+    cpu_cfg, changes = adapt_for_cpu(cfg)
+    assert cpu_cfg["fp16"] == {"enabled": False} and not cpu_cfg["zero_optimization"]["offload_param"]["pin_memory"]
+    assert len(changes) == 4 and cfg["fp16"]["enabled"] is True  # the original is untouched
+    parse_with_deepspeed(resolve_auto(cpu_cfg, micro_batch=2, hidden_size=256))
+
+
+def test_json_round_trip_and_atomic_write(tmp_path):
+    path = tmp_path / "ds" / "zero3.json"
+    cfg = deepspeed_config(3, offload_optimizer=True, offload_params=True, precision="bf16", scheduler="WarmupLR")
+    write_deepspeed_config(path, cfg)
+    assert read_deepspeed_config(path) == cfg
+    with pytest.raises(TypeError):
+        write_deepspeed_config(path, {"bad": object()})
+    assert read_deepspeed_config(path) == cfg  # the failed write left the file as it was
+    assert [p.name for p in path.parent.iterdir()] == ["zero3.json"]  # no temp files left
+    broken = tmp_path / "broken.json"
+    broken.write_text('{\n  "train_batch_size": 8,\n}\n')
+    with pytest.raises(ValueError, match=r"broken.json: invalid JSON at line 3"):
+        read_deepspeed_config(broken)
+
+
+@pytest.mark.parametrize("name, make", [
+    ("knowlm-13b-zero3-offload-fp16.json", knowlm_13b_deepspeed_config),
+    ("cpu-zero2.json", lambda: deepspeed_config(2, device="cpu")),
+    ("cpu-zero3-offload.json", lambda: deepspeed_config(3, offload_optimizer=True, offload_params=True, device="cpu")),
+    ("gpu-zero3-offload.json", lambda: deepspeed_config(3, offload_optimizer=True, offload_params=True, device="cuda")),
+])
+def test_shipped_config_files_are_what_the_functions_generate(name, make):
+    assert read_deepspeed_config(ROOT / "configs" / "deepspeed" / name) == make()
+
+
+def test_hostfile_round_trip_and_errors(tmp_path):
+    hosts = {"10.0.0.1": 8, "10.0.0.2": 8, "node-3.cluster": 8}
+    path = write_hostfile(tmp_path / "host.txt", hosts)
+    assert path.read_text() == "10.0.0.1 slots=8\n10.0.0.2 slots=8\nnode-3.cluster slots=8\n"
+    assert read_hostfile(path) == hosts
+    for bad in ({"bad host": 8}, {"a;rm -rf /": 1}, {"": 2}):
+        with pytest.raises(ValueError, match="invalid host name"):
+            hostfile_text(bad)
+    with pytest.raises(ValueError, match="slots must be a positive integer"):
+        hostfile_text({"a": 0})
+    with pytest.raises(ValueError, match="at least one host"):
+        hostfile_text({})
+    broken = tmp_path / "broken.txt"
+    broken.write_text("# cluster\nhost1 slots=8\nhost2 8\n")
+    with pytest.raises(ValueError, match=r"broken.txt:3: expected 'host slots=N'"):
+        read_hostfile(broken)
+
+
+def test_deepspeed_and_torchrun_argv():
+    single = deepspeed_argv("train.py", ["--lr", 1e-4], num_gpus=2)
+    assert Path(single[0]).name == "deepspeed" and single[1:] == ["--num_gpus", "2", "train.py", "--lr", "0.0001"]
+    multi = deepspeed_argv("train.py", ["--x"], hostfile="host.txt", master_addr="10.0.0.1", master_port=29600,
+                           num_nodes=3, num_gpus=8)
+    assert multi[1:] == ["--hostfile", "host.txt", "--num_nodes", "3", "--num_gpus", "8", "--master_addr",
+                         "10.0.0.1", "--master_port", "29600", "train.py", "--x"]
+    local = deepspeed_argv("train.py", hostfile="hf", local=True, master_port=1234)
+    assert local[1:] == ["--hostfile", "hf", "--no_ssh", "--node_rank", "0", "--master_addr", "127.0.0.1",
+                         "--master_port", "1234", "train.py"]
+    with pytest.raises(ValueError, match="no_ssh needs node_rank"):
+        deepspeed_argv("t.py", no_ssh=True)
+    with pytest.raises(ValueError, match="local=True is for a hostfile"):
+        deepspeed_argv("t.py", local=True)
+    with pytest.raises(TypeError, match="not one string"):
+        deepspeed_argv("t.py", "--lr 1e-4")
+    one = torchrun_argv("train.py", ["--a", "b c"], nproc_per_node=2)
+    assert Path(one[0]).name == "torchrun"
+    assert one[1:] == ["--nnodes", "1", "--nproc_per_node", "2", "--standalone", "--max_restarts", "0",
+                       "train.py", "--a", "b c"]
+    many = torchrun_argv("train.py", nproc_per_node=8, nnodes=3, rdzv_endpoint="10.0.0.1:29500", rdzv_id="job7")
+    assert many[1:] == ["--nnodes", "3", "--nproc_per_node", "8", "--rdzv_backend", "c10d", "--rdzv_endpoint",
+                        "10.0.0.1:29500", "--rdzv_id", "job7", "--max_restarts", "0", "train.py"]
+    with pytest.raises(ValueError, match="rdzv_endpoint"):
+        torchrun_argv("t.py", nproc_per_node=8, nnodes=2)
+
+
+NASTY_ARGS = ["--output_dir", "/data/my run", "--note", "it's $HOME; rm -rf / `x`"]
+
+
+def _bash_ok(text: str, tmp_path: Path) -> None:
+    script = tmp_path / "job.sbatch"
+    script.write_text(text)
+    result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_slurm_script_torchrun(tmp_path):
+    text = slurm_script("pretrain.py", NASTY_ARGS, nodes=3, gpus_per_node=8, time_limit="3-00:00:00",
+                        partition="gpu", env={"NCCL_DEBUG": "WARN"}, setup=["source /opt/venv/bin/activate"])
+    lines = text.splitlines()
+    assert lines[0] == "#!/bin/bash"
+    for directive in ("--nodes=3", "--ntasks-per-node=1", "--gpus-per-node=8", "--time=3-00:00:00", "--partition=gpu"):
+        assert f"#SBATCH {directive}" in lines
+    assert 'export MASTER_ADDR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"' in lines
+    assert "export NCCL_DEBUG=WARN" in lines
+    srun = next(line for line in lines if line.startswith("srun "))
+    argv = shlex.split(srun)
+    assert argv[:2] == ["srun", "--kill-on-bad-exit=1"] and argv[2] == "torchrun"
+    assert argv[argv.index("--nnodes") + 1] == "3" and argv[argv.index("--nproc_per_node") + 1] == "8"
+    assert argv[argv.index("--rdzv_endpoint") + 1] == "$MASTER_ADDR:$MASTER_PORT"  # expanded by bash, quoted
+    assert argv[-5:] == ["pretrain.py", *NASTY_ARGS]  # user strings survive quoting exactly
+    _bash_ok(text, tmp_path)
+
+
+def test_slurm_script_deepspeed_expands_node_rank_on_each_node(tmp_path):
+    text = slurm_script("pretrain.py", NASTY_ARGS, nodes=3, gpus_per_node=8, launcher="deepspeed")
+    lines = text.splitlines()
+    assert any(line.startswith("scontrol show hostnames") and "slots=8" in line for line in lines)
+    srun = shlex.split(next(line for line in lines if line.startswith("srun ")))
+    assert srun[2:4] == ["bash", "-c"] and len(srun) == 5
+    inner = srun[4]
+    # single-quoted for the batch shell, so $SLURM_NODEID is expanded by each node's bash -c
+    assert '--node_rank "$SLURM_NODEID"' in inner
+    inner_argv = shlex.split(inner)
+    assert inner_argv[:2] == ["exec", "deepspeed"] and "--no_ssh" in inner_argv
+    assert inner_argv[-5:] == ["pretrain.py", *NASTY_ARGS]
+    _bash_ok(text, tmp_path)
+    # the inner command, run by a real bash with the node's variables, yields the right argv
+    probe = subprocess.run(["bash", "-c", inner.replace("exec deepspeed", "exec printf '%s\\n'")], text=True,
+                           capture_output=True, check=True,
+                           env={"SLURM_NODEID": "2", "HOSTFILE": "hf", "MASTER_ADDR": "n1", "MASTER_PORT": "29500"})
+    got = probe.stdout.splitlines()
+    assert got[got.index("--node_rank") + 1] == "2" and got[got.index("--master_addr") + 1] == "n1"
+    assert got[-5:] == ["pretrain.py", *NASTY_ARGS]
+
+
+def test_slurm_script_rejects_unsafe_values():
+    with pytest.raises(ValueError, match="job_name"):
+        slurm_script("t.py", nodes=1, gpus_per_node=1, job_name="x\n#SBATCH --nodes=99")
+    with pytest.raises(ValueError, match="time"):
+        slurm_script("t.py", nodes=1, gpus_per_node=1, time_limit="1:00; reboot")
+    with pytest.raises(ValueError, match="invalid environment variable name"):
+        slurm_script("t.py", nodes=1, gpus_per_node=1, env={"A B": "1"})
+
+
+def test_launch_env(tmp_path):
+    cpu = launch_env("cpu", extensions_dir=tmp_path / "ext")
+    assert cpu["DS_ACCELERATOR"] == "cpu" and cpu["CUDA_VISIBLE_DEVICES"] == ""
+    assert Path(cpu["TORCH_EXTENSIONS_DIR"]).is_dir() and cpu["PYTHONUNBUFFERED"] == "1"
+    port = int(cpu["MASTER_PORT"])
+    with socket.socket() as s:  # the chosen port is really free
+        s.bind(("127.0.0.1", port))
+    gpu = launch_env("cuda", extensions_dir=tmp_path / "ext", master_port=29501)
+    assert "DS_ACCELERATOR" not in gpu and gpu["MASTER_PORT"] == "29501"
+    assert trainer_device_args("cpu") == {"use_cpu": True} and trainer_device_args("cuda") == {}
+    with pytest.raises(ValueError):
+        launch_env("tpu")
+
+
+def test_run_launcher_streams_live_to_console_and_log(tmp_path, capsys):
+    """The child prints a line, then waits until that line is in the log before finishing:
+    it can only succeed if the runner streams (and flushes) each line as it arrives."""
+    log = tmp_path / "logs" / "run.log"
+    child = textwrap.dedent(f"""
+        import os, sys, time
+        print("first line 知识", flush=True)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            if os.path.exists({str(log)!r}) and "first line" in open({str(log)!r}, encoding="utf-8").read():
+                print("saw it live; env", os.environ["KNOWLM_PROBE"]); sys.exit(0)
+            time.sleep(0.05)
+        sys.exit(3)
+    """)
+    rc = run_launcher([sys.executable, "-c", child], env={"KNOWLM_PROBE": "42"}, log_path=log)
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "first line 知识\n" in out and "saw it live; env 42\n" in out
+    text = log.read_text(encoding="utf-8")
+    assert text.startswith("$ ") and "first line 知识" in text and "saw it live" in text
+
+
+def test_run_launcher_failure_gives_short_error_with_tail(tmp_path, capsys):
+    child = "import sys\nfor i in range(1, 101): print(f'line {i}')\nsys.exit(3)"
+    with pytest.raises(LaunchError) as err:
+        run_launcher([sys.executable, "-c", child], log_path=tmp_path / "fail.log", echo=False)
+    e = err.value
+    assert e.returncode == 3 and len(e.tail) == 40
+    msg = str(e)
+    assert msg.startswith("python") and "exited with code 3" in msg and "fail.log" in msg
+    assert "line 100" in msg and "line 61\n" in msg and "line 60\n" not in msg
+    assert capsys.readouterr().out == ""  # echo=False
+    assert "line 1\n" in (tmp_path / "fail.log").read_text()  # the log keeps everything
+    with pytest.raises(LaunchError, match="command not found"):
+        run_launcher(["/nonexistent/deepspeed", "x.py"], echo=False)
+    with pytest.raises(TypeError, match="argv list"):
+        run_launcher("echo hi")
+
+
+def test_cli_wrappers(tmp_path, capsys):
+    out = tmp_path / "ds.json"
+    assert cli.main(["launch", "deepspeed-config", "--stage", "3", "--offload-optimizer", "--offload-params",
+                     "--precision", "fp16", "--out", str(out)]) == 0
+    assert read_deepspeed_config(out) == deepspeed_config(3, offload_optimizer=True, offload_params=True,
+                                                          precision="fp16")
+    assert cli.main(["launch", "deepspeed-config", "--knowlm-13b", "--out", str(out)]) == 0
+    assert read_deepspeed_config(out) == knowlm_13b_deepspeed_config()
+    capsys.readouterr()
+    assert cli.main(["launch", "deepspeed-config", "--stage", "2", "--offload-params"]) == 2
+    assert "needs ZeRO stage 3" in capsys.readouterr().err
+    assert cli.main(["launch", "deepspeed-config", "--stage", "1", "--device", "cpu"]) == 0
+    assert json.loads(capsys.readouterr().out)["zero_optimization"] == {"stage": 1}
+    host = tmp_path / "host.txt"
+    assert cli.main(["launch", "hostfile", "--host", "10.0.0.1=8", "--host", "10.0.0.2=8", "--out", str(host)]) == 0
+    assert read_hostfile(host) == {"10.0.0.1": 8, "10.0.0.2": 8}
+    assert cli.main(["launch", "hostfile", "--host", "10.0.0.1"]) == 2
+    job = tmp_path / "job.sbatch"
+    assert cli.main(["launch", "slurm", "--nodes", "3", "--gpus-per-node", "8", "--out", str(job),
+                     "pretrain.py", "--", "--deepspeed", "configs/deepspeed/knowlm-13b-zero3-offload-fp16.json"]) == 0
+    srun = shlex.split(next(line for line in job.read_text().splitlines() if line.startswith("srun ")))
+    assert srun[-3:] == ["pretrain.py", "--deepspeed", "configs/deepspeed/knowlm-13b-zero3-offload-fp16.json"]
