@@ -568,8 +568,11 @@ class MMapTokenIndex:
         return [self[i] for i in range(int(self.doc_idx[k]), int(self.doc_idx[k + 1]))]
 
     def document_of(self, i: int) -> int:
-        """The document that sample ``i`` belongs to."""
-        return int(np.searchsorted(self.doc_idx, operator.index(i) % max(len(self), 1), side="right")) - 1
+        """The document that sample ``i`` belongs to (negative ``i`` allowed)."""
+        k = operator.index(i)
+        if not -len(self) <= k < len(self):
+            raise IndexError(f"sample {i} out of range for {self.prefix} ({len(self)} samples)")
+        return int(np.searchsorted(self.doc_idx, k % len(self), side="right")) - 1
 
     def __repr__(self) -> str:
         return (f"MMapTokenIndex({str(self.prefix)!r}: {len(self)} samples, {self.num_documents} documents, "
