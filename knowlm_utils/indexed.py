@@ -53,7 +53,6 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
-import torch.utils.data
 from tqdm import tqdm
 
 from .fileio import write_json_atomic
@@ -784,9 +783,10 @@ def import_knowlm_legacy(bin_path: str | os.PathLike, idx_path: str | os.PathLik
 
 
 # ============================================================================ torch =======
-class TokenIndexDataset(torch.utils.data.Dataset):
+class _TokenIndexDatasetImpl:
     """``dataset[i] -> {"input_ids": LongTensor}`` over an index (or its prefix); ``type_of(i)``
-    names the type range that sample ``i`` lies in."""
+    names the type range that sample ``i`` lies in. (Public as ``TokenIndexDataset``, a
+    ``torch.utils.data.Dataset``.)"""
 
     def __init__(self, index: MMapTokenIndex | str | os.PathLike):
         self.index = index if isinstance(index, MMapTokenIndex) else MMapTokenIndex(index)
@@ -797,7 +797,9 @@ class TokenIndexDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.index)
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        import torch
+
         return {"input_ids": torch.from_numpy(self.index[i].astype(np.int64))}
 
     def type_of(self, i: int) -> str:
@@ -866,9 +868,10 @@ def largest_remainder_counts(proportions: dict[str, float], total: int) -> dict[
     return dict(zip(names, counts))
 
 
-class ProportionalBatchSampler(torch.utils.data.Sampler[list[int]]):
+class _ProportionalBatchSamplerImpl:
     """Batches of sample indices drawn from typed ranges in fixed proportions (KnowLM's
-    per-batch mixing of zh / en / code).
+    per-batch mixing of zh / en / code). (Public as ``ProportionalBatchSampler``, a
+    ``torch.utils.data.Sampler[list[int]]``.)
 
     * every batch holds ``counts_per_batch[t]`` samples of type ``t`` (largest-remainder
       rounding of ``proportions × batch_size``, summing exactly to ``batch_size``), grouped by
@@ -957,6 +960,25 @@ class ProportionalBatchSampler(torch.utils.data.Sampler[list[int]]):
         return self.num_steps - self.start_step
 
 
+_TORCH_CLASSES = {"TokenIndexDataset": _TokenIndexDatasetImpl, "ProportionalBatchSampler": _ProportionalBatchSamplerImpl}
+
+
+def __getattr__(name: str):
+    """``TokenIndexDataset`` / ``ProportionalBatchSampler`` subclass torch's Dataset / Sampler,
+    but importing torch costs ~1.5 s and ~200 MB, which every ``knowlm`` command (and every
+    process that only writes or reads an index) would pay. So they are created on first use
+    (PEP 562); ``from knowlm_utils.indexed import TokenIndexDataset`` and pickling work as usual."""
+    impl = _TORCH_CLASSES.get(name)
+    if impl is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import torch.utils.data
+
+    base = torch.utils.data.Dataset if name == "TokenIndexDataset" else torch.utils.data.Sampler
+    cls = type(name, (impl, base), {"__module__": __name__, "__qualname__": name, "__doc__": impl.__doc__})
+    globals()[name] = cls
+    return cls
+
+
 # ============================================================================ synthetic ===
 def write_synthetic_index(prefix: str | os.PathLike, num_samples: int, sample_len: int = 64,
                           vocab_size: int = 32000, samples_per_doc: int = 4, types: Sequence[str] = ("default",),
@@ -1029,7 +1051,7 @@ def inspect_index(prefix: str | os.PathLike, n: int = 5, tokenizer: str | None =
         tokens = (index._byte_at(e) - index._byte_at(s)) // index.dtype.itemsize
         lines.append(f"  {name:<10} samples [{s}, {e})  documents [{docs[0]}, {docs[1]})  tokens {tokens:,}")
     sp = _load_sentencepiece(tokenizer) if tokenizer else None
-    dataset = TokenIndexDataset(index)
+    dataset = _TokenIndexDatasetImpl(index)
     for i in range(min(n, len(index))):
         ids = index[i].tolist()
         lines.append(f"sample {i} (type {dataset.type_of(i)}, document {index.document_of(i)}, {len(ids)} tokens)")

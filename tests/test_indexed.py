@@ -579,3 +579,10 @@ def test_cli_inspect_merge_import(tmp_path, capsys, sp_model_path):
     (tmp_path / "x.idx").write_bytes(b"garbage" * 10)
     assert cli.main(["index", "inspect", str(tmp_path / "x")]) == 2
     assert "x.idx" in capsys.readouterr().err
+
+
+def test_reading_and_writing_do_not_import_torch():
+    """torch (~1.5 s, ~200 MB) loads only when TokenIndexDataset / ProportionalBatchSampler are used."""
+    code = ("import sys, knowlm_utils.indexed as ix; assert 'torch' not in sys.modules; "
+            "import torch; assert issubclass(ix.ProportionalBatchSampler, torch.utils.data.Sampler)")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
