@@ -253,7 +253,15 @@ def train_sentencepiece(text_path: str | os.PathLike, out_model: str | os.PathLi
                 minloglevel=2, **LLAMA_SETTINGS)
         except RuntimeError as exc:
             raise ValueError(f"sentencepiece training on {text_path} failed: {exc}") from None
-        write_bytes_atomic(out_model, (prefix.with_suffix(".model")).read_bytes())
+        from sentencepiece import sentencepiece_model_pb2 as pb
+
+        proto = pb.ModelProto()
+        proto.ParseFromString(prefix.with_suffix(".model").read_bytes())
+        # the trainer records its (temporary) input and output paths; drop them so the same
+        # vocabulary always has the same bytes and sha256
+        proto.trainer_spec.ClearField("input")
+        proto.trainer_spec.model_prefix = ""
+        write_bytes_atomic(out_model, proto.SerializeToString())
     return out_model
 
 

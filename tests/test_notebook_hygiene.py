@@ -9,6 +9,7 @@ import yaml
 from knowlm_utils.config import load_config
 from knowlm_utils.course import CourseConfig, discover
 from knowlm_utils.corpus import load_corpus_config
+from knowlm_utils.tokenizer import load_tokenizer_config
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = discover(ROOT / "notebooks")
@@ -37,6 +38,8 @@ def test_every_yaml_loads():
             load_config(CourseConfig, path)
         elif path.name.startswith("corpus-"):
             load_corpus_config(path)
+        elif path.name.startswith("tokenizer-"):
+            load_tokenizer_config(path)
         else:
             yaml.safe_load(path.read_text("utf-8"))
     for path in [ROOT / "environment.yml", *ROOT.glob("data_samples/**/*.yaml")]:

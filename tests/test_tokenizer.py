@@ -305,3 +305,11 @@ def test_resize_subword_init(stage, tmp_path):
         tk.resize_embeddings(tiny_llama(base_n, True), new_n, init="subword")
     with pytest.raises(ValueError, match="smaller than"):
         tk.resize_embeddings(tiny_llama(base_n, True), base_n - 1)
+
+
+def test_training_is_reproducible(stage, small_corpus, tmp_path):
+    """Same corpus + spec → byte-identical tokenizer.model (the sha256 later stages record)."""
+    report, out = stage
+    spec = tk.TrainSpec(**report["config"]["base"])
+    tk.train_tokenizer(small_corpus, spec, tmp_path / "again", HELDOUT, progress=False)
+    assert tk.tokenizer_sha256(tmp_path / "again") == tk.tokenizer_sha256(out / "base")
