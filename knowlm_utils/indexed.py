@@ -29,7 +29,8 @@ Design choices, and the Megatron bugs they avoid:
   (pointers = running byte offsets, chunk by chunk with a carry).
 * Writes are atomic: all files are written under temp names in the destination folder and
   renamed at the end — ``.bin``, then the manifest, then the ``.idx`` LAST. The ``.idx`` is the
-  commit marker: a killed run leaves no ``.idx`` and therefore nothing that opens.
+  commit marker: a killed run leaves no ``.idx`` and therefore nothing that opens (only hidden
+  ``.PREFIX.*.tmp`` files, safe to delete).
 * Merging keeps the document index valid (Megatron's merge tool once broke it) and keeps each
   type in one contiguous range.
 * The reader memory-maps both files read-only and never copies the arrays: opening a
@@ -115,6 +116,16 @@ def _fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (np.integer, np.floating, np.bool_)):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    raise TypeError(f"manifest value of type {type(obj).__name__} is not JSON serialisable: {obj!r}")
 
 
 def _mkstemp(final: Path, role: str) -> Path:
@@ -311,6 +322,9 @@ class MMapTokenIndexWriter:
                 "num_documents": self.num_documents, "num_tokens": self.num_tokens,
                 "types": {k: dict(v) for k, v in self._types.items()}, **extra,
             }
+            # numpy scalars/arrays become plain JSON; anything else unserialisable fails HERE,
+            # before any file is committed
+            manifest = json.loads(json.dumps(manifest, default=_json_default))
             # the old .idx (if any) is the old commit marker: remove it first so that a crash
             # below never pairs an old .idx with a new .bin
             if self.paths["idx"].exists():
@@ -697,10 +711,11 @@ def _copy_range(writer: MMapTokenIndexWriter, index: MMapTokenIndex, s: int, e: 
     if e <= s:
         return
     a, b = index._byte_at(s), index._byte_at(e)
-    view = memoryview(index._bin_mm) if index._bin_mm is not None else memoryview(b"")
-    for p in range(a, b, COPY_BYTES):
-        writer._fh["bin"].write(view[p:min(b, p + COPY_BYTES)])
-        bar.update((min(b, p + COPY_BYTES) - p) // writer.dtype.itemsize)
+    with memoryview(index._bin_mm if index._bin_mm is not None else b"") as view:
+        for p in range(a, b, COPY_BYTES):
+            with view[p:min(b, p + COPY_BYTES)] as piece:
+                writer._fh["bin"].write(piece)
+            bar.update((min(b, p + COPY_BYTES) - p) // writer.dtype.itemsize)
     # sizes and document ends go to independent side files: write them in separate passes
     base = writer.num_samples
     n_tokens = (b - a) // writer.dtype.itemsize

@@ -238,8 +238,14 @@ def test_manifest_extra_is_merged_and_reserved_keys_protected(tmp_path):
     assert list(tmp_path.iterdir()) == []
     w = MMapTokenIndexWriter(tmp_path / "x", 10)
     w.add_document([np.array([1, 2, 3])])
-    m = w.finalize({"seq_length": 64, "tokenizer": {"sha256": "ab"}})
-    assert read_manifest(tmp_path / "x") == m and m["seq_length"] == 64 and m["vocab_size"] == 10
+    with pytest.raises(TypeError, match="manifest value of type object"):
+        w.finalize({"bad": object()})
+    assert list(tmp_path.iterdir()) == []  # failed before committing anything
+    w = MMapTokenIndexWriter(tmp_path / "x", 10)
+    w.add_document([np.array([1, 2, 3])])
+    m = w.finalize({"seq_length": np.int64(64), "tokenizer": {"sha256": "ab"}, "lengths": np.array([3])})
+    assert read_manifest(tmp_path / "x") == m and m["seq_length"] == 64 and m["lengths"] == [3]
+    assert m["vocab_size"] == 10
 
 
 # ------------------------------------------------------------------ validation ------------
