@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import collections
 import copy
+import io
 import json
 import os
 import re
@@ -552,8 +553,13 @@ def slurm_script(script: str | os.PathLike, script_args: Sequence[Any] | None = 
 
 def run_launcher(argv: Sequence[str], env: dict[str, str] | None = None, log_path: str | os.PathLike | None = None,
                  echo: bool = True, cwd: str | os.PathLike | None = None, tail_lines: int = 40) -> int:
-    """Run ``argv`` (no shell), printing each output line as it arrives (a Jupyter cell shows
-    it live) and appending it to ``log_path``. ``env`` is merged over ``os.environ``.
+    """Run ``argv`` (no shell), printing its output (stdout and stderr) as it arrives — a
+    Jupyter cell shows it live — and appending it to ``log_path``. ``env`` is merged over
+    ``os.environ``.
+
+    Progress bars redraw a line with ``\r``: those segments are echoed as they come (the
+    notebook/terminal overwrites the line), while the log and the error tail keep only each
+    line's final state, so a 10,000-step bar is one line there, not 10,000.
 
     Returns 0 on success; a non-zero exit raises ``LaunchError`` carrying the exit code and the
     last ``tail_lines`` lines. Ctrl-C / interrupting the kernel terminates the whole process
@@ -565,30 +571,46 @@ def run_launcher(argv: Sequence[str], env: dict[str, str] | None = None, log_pat
     argv = [str(a) for a in argv]
     if not argv:
         raise ValueError("empty command")
+    if cwd is not None and not Path(cwd).is_dir():
+        raise FileNotFoundError(f"working directory not found: {cwd}")
     full_env = {**os.environ, **(env or {})}
     full_env.setdefault("PYTHONUNBUFFERED", "1")
     tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
+    log_name = str(log_path) if log_path is not None else None
     log = None
     if log_path is not None:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         log = open(log_path, "a", encoding="utf-8", buffering=1)
         log.write(f"$ {shlex.join(argv)}\n")
+
+    def keep(line: str) -> None:  # a finished line: to the log and the tail
+        if log is not None:
+            log.write(line)
+        tail.append(line)
+
     try:
         try:
             proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env=full_env, cwd=cwd, text=True, encoding="utf-8", errors="replace",
-                                    bufsize=1, start_new_session=True)
+                                    env=full_env, cwd=cwd, start_new_session=True)
         except FileNotFoundError as exc:
             raise LaunchError(argv, 127, [f"command not found: {argv[0]} ({exc.strerror}); is the venv's bin "
-                                          "folder on PATH?\n"], str(log_path) if log_path else None) from exc
+                                          "folder on PATH?\n"], log_name) from exc
         try:
             assert proc.stdout is not None
-            for line in proc.stdout:
+            # newline="": split on \n, \r\n and \r, handing the endings back untranslated;
+            # read1 underneath returns whatever the pipe has, so segments arrive live
+            stream = io.TextIOWrapper(proc.stdout, encoding="utf-8", errors="replace", newline="")
+            redraw = ""  # the latest \r-terminated state of the current line
+            for segment in stream:
                 if echo:
-                    print(line, end="", flush=True)
-                if log is not None:
-                    log.write(line)
-                tail.append(line)
+                    print(segment, end="", flush=True)
+                if segment.endswith("\r"):
+                    redraw = segment[:-1]
+                else:
+                    keep(segment if segment.strip("\r\n") or not redraw else redraw + "\n")
+                    redraw = ""
+            if redraw:
+                keep(redraw + "\n")
             rc = proc.wait()
         except BaseException:  # KeyboardInterrupt in a notebook: stop the whole launch
             _terminate_group(proc)
@@ -597,7 +619,7 @@ def run_launcher(argv: Sequence[str], env: dict[str, str] | None = None, log_pat
         if log is not None:
             log.close()
     if rc != 0:
-        raise LaunchError(argv, rc, list(tail), str(log_path) if log_path else None)
+        raise LaunchError(argv, rc, list(tail), log_name)
     return rc
 
 

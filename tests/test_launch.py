@@ -4,11 +4,14 @@ real subprocesses. No training here."""
 
 import itertools
 import json
+import os
 import shlex
+import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -281,6 +284,62 @@ def test_run_launcher_streams_live_to_console_and_log(tmp_path, capsys):
     assert "first line 知识\n" in out and "saw it live; env 42\n" in out
     text = log.read_text(encoding="utf-8")
     assert text.startswith("$ ") and "first line 知识" in text and "saw it live" in text
+
+
+def test_run_launcher_collapses_progress_bar_redraws_in_log_and_tail(tmp_path, capsys):
+    """A tqdm-style bar redraws one line with \\r: echoed verbatim (the cell overwrites it),
+    but the log and the error tail keep only the bar's final state."""
+    child = ("import sys, time\n"
+             "for i in range(1, 51):\n"
+             "    sys.stdout.write(f'\\rstep {i}/50'); sys.stdout.flush()\n"
+             "sys.stdout.write('\\n'); print('loss 1.23'); sys.stdout.write('eta 0s\\r'); sys.exit(1)")
+    with pytest.raises(LaunchError) as err:
+        run_launcher([sys.executable, "-c", child], log_path=tmp_path / "bar.log")
+    echoed = capsys.readouterr().out
+    assert "\rstep 1/50\rstep 2/50" in echoed and echoed.count("\r") >= 50
+    log = (tmp_path / "bar.log").read_text()
+    assert log.splitlines()[-3:] == ["step 50/50", "loss 1.23", "eta 0s"] and "step 49/50" not in log
+    assert err.value.tail == ["step 50/50\n", "loss 1.23\n", "eta 0s\n"]
+
+
+def test_interrupting_run_launcher_stops_the_whole_process_group(capsys):
+    """Interrupting the kernel (KeyboardInterrupt) must not leave workers behind: the child
+    and the grandchild it spawned are both terminated."""
+    child = ("import os, subprocess, sys, time\n"
+             "g = subprocess.Popen(['sleep', '60'])\n"
+             "print('pids', os.getpid(), g.pid, flush=True)\n"
+             "time.sleep(60)")
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 1.5)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_launcher([sys.executable, "-c", child])
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    pids = [int(x) for x in capsys.readouterr().out.split("pids", 1)[1].split()[:2]]
+    deadline = time.time() + 10
+    alive = pids
+    while alive and time.time() < deadline:
+        alive = [p for p in pids if _alive(p)]
+        time.sleep(0.1)
+    assert alive == []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie waiting for its reaper counts as gone
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def test_run_launcher_failure_gives_short_error_with_tail(tmp_path, capsys):
