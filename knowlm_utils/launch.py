@@ -155,7 +155,10 @@ def knowlm_13b_deepspeed_config() -> dict[str, Any]:
     scaling starting at 2^32, AdamW lr 1.5e-5 betas (0.9, 0.95) eps 1e-8 weight decay 0.1,
     16-bit weights gathered on save (so a normal HF checkpoint is written, not only ZeRO
     shards). Batch sizes are "auto": the launch passed --per_device_train_batch_size 20
-    --gradient_accumulation_steps 3 (global 1440) with --lr_scheduler_type cosine --warmup_steps 300.
+    --gradient_accumulation_steps 3 (global 1440) with --lr_scheduler_type cosine --warmup_steps 300
+    (``knowlm_13b_training_args``). The zeros are as published: ``stage3_max_live_parameters: 0``
+    and ``stage3_max_reuse_distance: 0`` release every gathered parameter right after use (least
+    GPU memory, most re-gathering).
     """
     return {
         "zero_optimization": {
@@ -178,6 +181,19 @@ def knowlm_13b_deepspeed_config() -> dict[str, Any]:
         "train_batch_size": AUTO,
         "train_micro_batch_size_per_gpu": AUTO,
         "wall_clock_breakdown": False,
+    }
+
+
+def knowlm_13b_training_args() -> dict[str, Any]:
+    """The TrainingArguments KnowLM launched the 13B pretraining with (3 nodes × 8 GPUs); with
+    ``knowlm_13b_deepspeed_config`` they fix every "auto": 20 × 3 × 24 = 1440 sequences of 1024
+    tokens per optimizer step."""
+    return {
+        "per_device_train_batch_size": 20, "gradient_accumulation_steps": 3, "model_max_length": 1024,
+        "learning_rate": 1.5e-5, "warmup_steps": 300, "lr_scheduler_type": "cosine",
+        "adam_beta1": 0.9, "adam_beta2": 0.95, "weight_decay": 0.1, "fp16": True, "gradient_checkpointing": True,
+        "num_train_epochs": 1, "save_strategy": "steps", "save_steps": 100, "save_total_limit": 1,
+        "logging_steps": 1, "log_on_each_node": False,
     }
 
 
@@ -502,7 +518,9 @@ def slurm_script(script: str | os.PathLike, script_args: Sequence[Any] | None = 
     With ``deepspeed`` a hostfile of the allocation is written and each node starts its own
     launcher with ``--no_ssh --node_rank $SLURM_NODEID`` (no pdsh/ssh between nodes needed);
     that command runs under ``bash -c`` so ``$SLURM_NODEID`` is expanded on each node.
-    Every user-supplied string is shell-quoted; #SBATCH values are validated.
+    The hostfile is written to the submit directory, which every node must see (a shared file
+    system, as Slurm clusters have). Every user-supplied string is shell-quoted; #SBATCH values
+    are validated.
     ``setup`` lines (e.g. ``source /path/venv/bin/activate``) are inserted verbatim: they are
     the caller's own shell code.
     """

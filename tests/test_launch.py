@@ -18,7 +18,8 @@ import pytest
 
 from knowlm_utils import cli
 from knowlm_utils.launch import (LaunchError, adapt_for_cpu, auto_fields, deepspeed_argv, deepspeed_config,
-                                 hostfile_text, knowlm_13b_deepspeed_config, launch_env, parse_with_deepspeed,
+                                 hostfile_text, knowlm_13b_deepspeed_config, knowlm_13b_training_args,
+                                 in_process_env, launch_env, parse_with_deepspeed,
                                  read_deepspeed_config, read_hostfile, resolve_auto, run_launcher, slurm_script,
                                  torchrun_argv, trainer_device_args, write_deepspeed_config, write_hostfile)
 
@@ -103,7 +104,11 @@ def test_knowlm_13b_preset_matches_the_published_config():
     assert cfg["optimizer"] == {"type": "AdamW", "params": {"lr": 1.5e-5, "betas": [0.9, 0.95], "eps": 1e-8,
                                                             "weight_decay": 0.1}}
     # the Trainer fills the batch sizes: 20 per GPU × 3 accumulation × 24 GPUs = 1440
-    filled = resolve_auto(cfg, micro_batch=20, grad_accum=3, world_size=24, hidden_size=5120)
+    args = knowlm_13b_training_args()
+    assert (args["learning_rate"], args["adam_beta1"], args["adam_beta2"], args["weight_decay"]) == (
+        cfg["optimizer"]["params"]["lr"], *cfg["optimizer"]["params"]["betas"], cfg["optimizer"]["params"]["weight_decay"])
+    filled = resolve_auto(cfg, micro_batch=args["per_device_train_batch_size"],
+                          grad_accum=args["gradient_accumulation_steps"], world_size=24, hidden_size=5120)
     assert filled["train_batch_size"] == 1440 and filled["train_micro_batch_size_per_gpu"] == 20
     assert filled["zero_optimization"]["reduce_bucket_size"] == 5120 * 5120
     assert filled["zero_optimization"]["stage3_param_persistence_threshold"] == 51200
@@ -260,6 +265,8 @@ def test_launch_env(tmp_path):
     gpu = launch_env("cuda", extensions_dir=tmp_path / "ext", master_port=29501)
     assert "DS_ACCELERATOR" not in gpu and gpu["MASTER_PORT"] == "29501"
     assert trainer_device_args("cpu") == {"use_cpu": True} and trainer_device_args("cuda") == {}
+    one = in_process_env()
+    assert (one["RANK"], one["LOCAL_RANK"], one["WORLD_SIZE"], one["MASTER_ADDR"]) == ("0", "0", "1", "127.0.0.1")
     with pytest.raises(ValueError):
         launch_env("tpu")
 
