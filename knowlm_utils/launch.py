@@ -496,6 +496,22 @@ def torchrun_argv(script: str | os.PathLike, script_args: Sequence[Any] | None =
     return argv + [str(script)] + _script_args(script_args)
 
 
+def local_launch(script: str | os.PathLike, script_args: Sequence[Any] | None = None, *, nprocs: int = 1,
+                 device: Device = "cpu", launcher: Literal["deepspeed", "torchrun"] = "deepspeed",
+                 extensions_dir: str | os.PathLike | None = None) -> tuple[list[str], dict[str, str]]:
+    """``(argv, env)`` for a run on this machine with ``nprocs`` processes (GPUs, or CPU
+    processes): no hostfile, so no ssh; deepspeed's master port is the free port chosen for
+    ``env`` (torchrun ``--standalone`` picks its own). Pass both to ``run_launcher``."""
+    env = launch_env(device, extensions_dir=extensions_dir)
+    if launcher == "deepspeed":
+        argv = deepspeed_argv(script, script_args, num_gpus=nprocs, master_port=int(env["MASTER_PORT"]))
+    elif launcher == "torchrun":
+        argv = torchrun_argv(script, script_args, nproc_per_node=nprocs)  # --standalone: own free port
+    else:
+        raise ValueError(f"launcher must be 'deepspeed' or 'torchrun', got {launcher!r}")
+    return argv, env
+
+
 _SBATCH_VALUE_RE = re.compile(r"^[A-Za-z0-9_.:%/@+=,-]+$")
 
 

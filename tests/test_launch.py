@@ -19,7 +19,7 @@ import pytest
 from knowlm_utils import cli
 from knowlm_utils.launch import (LaunchError, adapt_for_cpu, auto_fields, deepspeed_argv, deepspeed_config,
                                  hostfile_text, knowlm_13b_deepspeed_config, knowlm_13b_training_args,
-                                 in_process_env, launch_env, parse_with_deepspeed,
+                                 in_process_env, launch_env, local_launch, parse_with_deepspeed,
                                  read_deepspeed_config, read_hostfile, resolve_auto, run_launcher, slurm_script,
                                  torchrun_argv, trainer_device_args, write_deepspeed_config, write_hostfile)
 
@@ -269,6 +269,11 @@ def test_launch_env(tmp_path):
     assert (one["RANK"], one["LOCAL_RANK"], one["WORLD_SIZE"], one["MASTER_ADDR"]) == ("0", "0", "1", "127.0.0.1")
     with pytest.raises(ValueError):
         launch_env("tpu")
+    argv, env = local_launch("train.py", ["--x", "1"], nprocs=2, extensions_dir=tmp_path / "ext")
+    assert argv[1:] == ["--num_gpus", "2", "--master_port", env["MASTER_PORT"], "train.py", "--x", "1"]
+    assert env["DS_ACCELERATOR"] == "cpu"
+    argv, env = local_launch("train.py", nprocs=2, launcher="torchrun", extensions_dir=tmp_path / "ext")
+    assert Path(argv[0]).name == "torchrun" and "--standalone" in argv and argv[-1] == "train.py"
 
 
 def test_run_launcher_streams_live_to_console_and_log(tmp_path, capsys):
