@@ -1,0 +1,770 @@
+"""Stage 03 — sentences and greedy chunking: a document → training samples of at most
+``seq_length`` tokens made of whole sentences (KnowLM README §3.1: complete sentences, as few
+segments as possible, each as long as possible).
+
+The pieces, in the order a document meets them:
+
+1. :func:`split_sentences` — rule-based splitters per source language (``zh``, ``en``,
+   ``code``, ``mixed``; ``en_pysbd`` as a slower reference). They return character spans that
+   tile the text exactly. Whitespace after a terminator starts the NEXT sentence: SentencePiece
+   glues a space to the following word ("▁The"), so a cut before the space is a cut between
+   two tokens.
+2. :class:`DocumentChunker` — encodes the whole document ONCE with SentencePiece, finds the
+   character offset where every token ends (:meth:`DocumentChunker.token_char_ends`), and cuts
+   the token array at those sentence boundaries that fall between two tokens (sentences whose
+   boundary a token straddles are merged into one *unit*). Encoding sentence by sentence, as
+   KnowLM does, is slower and adds a spurious dummy-prefix "▁" token at every sentence start.
+   Units longer than the budget are cut at token boundaries — the only place a sentence is cut.
+3. :func:`greedy_chunk` — groups consecutive units into samples: ``disjoint`` fills forward;
+   ``knowlm`` (KnowLM's greedy) then also extends each sample backward into the preceding
+   sentences while it still fits, so samples are longer but may overlap.
+4. :func:`verify_samples` — checks that every sample's ids equal a direct encoding of its text
+   (see its docstring for why that is the right definition), and :func:`chunking_report`
+   summarises packing efficiency and overlap.
+
+A :class:`DocumentChunker` is cheap to build from a model path, so a multiprocessing pool
+builds one per worker (stage 04 does).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+from collections import Counter, OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+SplitFn = Callable[[str], list[tuple[int, int]]]
+STRATEGIES = ("knowlm", "disjoint")
+
+# ------------------------------------------------------------------------ splitting --------
+_ZH_TERMINATORS = "。！？；!?;"
+_ZH_CLOSERS = "”’」』）】》〉)]}\"'"
+_EN_CLOSERS = "\"'”’)]}»"
+_ZH_END = re.compile(f"[{re.escape(_ZH_TERMINATORS)}]+[{re.escape(_ZH_CLOSERS)}]*")
+# an English terminator run (+ closing quotes/brackets) followed by whitespace and a character
+# (group 3) that is not an ASCII lowercase letter (those never start a sentence here)
+_EN_END = re.compile(f"([.!?…]+)([{re.escape(_EN_CLOSERS)}]*)(?=\\s+([^\\sa-z]))")
+
+# words that never end a sentence when followed by '.' (titles, Latin abbreviations)
+EN_NEVER_FINAL = frozenset(
+    "mr mrs ms mx dr prof st mt ft gen col maj capt lt sgt cpl cmdr adm rev hon sen rep gov pres supt "
+    "messrs mme mlle e.g i.e cf vs viz".split())
+# abbreviations that do not end a sentence when a number follows ("No. 5", "Fig. 3", "pp. 10")
+EN_NUMBER_ABBREVIATIONS = frozenset("no nos nr fig figs vol vols p pp art ch chap sec eq op pt".split())
+_OPENERS = "(\"'“‘[{«"
+
+
+def _content_end(text: str) -> int:
+    """Boundaries at or after this point would leave a whitespace-only last sentence."""
+    return len(text.rstrip())
+
+
+def _newline_boundaries(text: str) -> list[int]:
+    """Start of every whitespace run that holds a newline (str.find is faster than a regex
+    that has to try every whitespace character)."""
+    out: list[int] = []
+    p = text.find("\n")
+    while p >= 0:
+        q = p
+        while q and text[q - 1].isspace():
+            q -= 1
+        if not out or out[-1] != q:
+            out.append(q)
+        p = text.find("\n", p + 1)
+    return out
+
+
+def _zh_boundaries(text: str) -> list[int]:
+    return [m.end() for m in _ZH_END.finditer(text)]
+
+
+def _en_boundaries(text: str) -> list[int]:
+    """Rules (written for speed; compared with pysbd in the tests):
+
+    - a boundary needs ``.``, ``!``, ``?`` or ``…`` (plus closing quotes/brackets) followed by
+      whitespace, so ``3.14``, ``JD.com`` and ``e.g.,`` never split;
+    - no split when the next word starts lowercase (``"Really?" she asked``; ``etc. and``);
+    - an ellipsis splits only before an uppercase letter (``Wait... What`` vs ``said... and``);
+    - no split after a title or Latin abbreviation (:data:`EN_NEVER_FINAL`: Dr. Mr. St. e.g.
+      i.e. …), after ``No.``/``Fig.``/``pp.`` before a number, after an initial
+      (``John F. Kennedy``), or after a list number at the start of a line (``1. First``).
+      Sentence-final abbreviations (``etc.``, ``Inc.``, ``U.S.``, ``D.C.``, ``a.m.``/``p.m.``)
+      split before a capitalised word, like ordinary words.
+    """
+    out: list[int] = []
+    for m in _EN_END.finditer(text):
+        term, closers, nxt = m.groups()
+        if nxt.islower():
+            continue
+        if term == ".":
+            if not closers:
+                s = m.start()
+                tail = text[s - 7 if s > 7 else 0:s].split()
+                word = tail[-1] if tail and not text[s - 1].isspace() else ""
+                if len(word) < 7:  # longer: an ordinary word (no abbreviation is that long)
+                    bare = word.lstrip(_OPENERS)
+                    low = bare.lower()
+                    if low in EN_NEVER_FINAL or (low in EN_NUMBER_ABBREVIATIONS and nxt.isdigit()):
+                        continue
+                    if len(bare) == 1 and bare.isupper():
+                        continue  # an initial
+                    if bare.isdigit() and len(bare) <= 3:
+                        at = s - len(word)
+                        if at == 0 or text[at - 1] == "\n":
+                            continue  # "1. First step" at the start of a line
+        elif ("…" in term or len(term) >= 3) and not nxt.isupper():
+            continue
+        out.append(m.end())
+    return out
+
+
+def _merge(text: str, *lists: list[int]) -> list[int]:
+    """Sorted unique interior boundaries, none leaving a whitespace-only last sentence."""
+    end = _content_end(text)
+    merged = sorted(set().union(*lists)) if len(lists) > 1 else lists[0]
+    return [b for b in merged if 0 < b < end]
+
+
+def zh_boundaries(text: str) -> list[int]:
+    """Chinese: after 。！？；!?; (and any closing quotes/brackets after them) and before every
+    whitespace run that holds a newline."""
+    return _merge(text, _zh_boundaries(text), _newline_boundaries(text))
+
+
+def en_boundaries(text: str) -> list[int]:
+    """English: the rules of :func:`_en_boundaries` plus newlines."""
+    return _merge(text, _en_boundaries(text), _newline_boundaries(text))
+
+
+def code_boundaries(text: str) -> list[int]:
+    """Code: one line per sentence (the newline and the next line's indentation start it)."""
+    return _merge(text, _newline_boundaries(text))
+
+
+def mixed_boundaries(text: str) -> list[int]:
+    """Mixed Chinese/English web text: the zh and the en rules together."""
+    return _merge(text, _zh_boundaries(text), _en_boundaries(text), _newline_boundaries(text))
+
+
+def spans_from_boundaries(text: str, boundaries: Sequence[int]) -> list[tuple[int, int]]:
+    """Interior boundaries → spans that tile ``text`` (``[]`` for an empty text)."""
+    if not text:
+        return []
+    cuts = [0, *boundaries, len(text)]
+    return [(cuts[i], cuts[i + 1]) for i in range(len(cuts) - 1)]
+
+
+def check_tiling(text: str, spans: Sequence[tuple[int, int]], who: str = "splitter") -> None:
+    """Raise ValueError unless ``spans`` tile ``text``: first start 0, last end len(text),
+    each end equal to the next start, none empty."""
+    if not text:
+        if spans:
+            raise ValueError(f"{who}: returned {len(spans)} span(s) for an empty text")
+        return
+    prev = 0
+    for k, span in enumerate(spans):
+        if len(span) != 2:
+            raise ValueError(f"{who}: span {k} is {span!r}, expected (start, end)")
+        s, e = int(span[0]), int(span[1])
+        if s != prev or e <= s:
+            raise ValueError(f"{who}: span {k} is ({s}, {e}) after end {prev}; spans must tile the text "
+                             "without gaps, overlaps or empty spans")
+        prev = e
+    if prev != len(text):
+        raise ValueError(f"{who}: spans end at {prev}, the text has {len(text)} characters")
+
+
+_PYSBD: dict[str, Any] = {}
+
+
+def en_pysbd_boundaries(text: str) -> list[int]:
+    """English with pysbd (a reference: accurate on many edge cases, about 100x slower than
+    the regex rules). Whitespace between sentences goes to the next one, as in the rules."""
+    if "seg" not in _PYSBD:
+        import pysbd
+
+        _PYSBD["seg"] = pysbd.Segmenter(language="en", clean=False)
+    cuts, pos = [], 0
+    for sent in _PYSBD["seg"].segment(text):
+        content = sent.strip()
+        if not content:
+            continue
+        at = text.find(content, pos)
+        if at < 0:
+            raise ValueError(f"pysbd returned a sentence not found in the text after offset {pos}: {content[:60]!r}")
+        pos = at + len(content)
+        cuts.append(pos)
+    return _merge(text, cuts[:-1], _newline_boundaries(text))
+
+
+def _spans_fn(boundaries: Callable[[str], list[int]]) -> SplitFn:
+    def split(text: str) -> list[tuple[int, int]]:
+        return spans_from_boundaries(text, boundaries(text))
+    split.__name__ = boundaries.__name__.replace("_boundaries", "_spans")
+    split.__doc__ = boundaries.__doc__
+    return split
+
+
+# built-in splitters; DocumentChunker uses their boundary functions directly (no span lists)
+_BUILTIN_BOUNDARIES: dict[str, Callable[[str], list[int]]] = {
+    "zh": zh_boundaries, "en": en_boundaries, "code": code_boundaries, "mixed": mixed_boundaries,
+    "en_pysbd": en_pysbd_boundaries,
+}
+SPLITTERS: dict[str, SplitFn] = {lang: _spans_fn(fn) for lang, fn in _BUILTIN_BOUNDARIES.items()}
+_BUILTIN_SPLITTERS = {lang: SPLITTERS[lang] for lang in _BUILTIN_BOUNDARIES}
+
+
+def register_splitter(lang: str, fn: SplitFn) -> None:
+    """Add (or replace) the splitter for a source language. ``fn(text)`` returns character
+    spans that tile the text; they are checked on every call."""
+    if not isinstance(lang, str) or not lang:
+        raise ValueError(f"language name must be a non-empty string, got {lang!r}")
+    if not callable(fn):
+        raise TypeError(f"splitter for {lang!r} must be callable, got {type(fn).__name__}")
+    SPLITTERS[lang] = fn
+
+
+def _splitter(lang: str) -> SplitFn:
+    try:
+        return SPLITTERS[lang]
+    except KeyError:
+        raise ValueError(f"no sentence splitter for language {lang!r}; known: {sorted(SPLITTERS)} "
+                         "(add one with register_splitter)") from None
+
+
+def sentence_boundaries(text: str, lang: str) -> list[int]:
+    """Interior sentence boundaries (character offsets, increasing, 0 < b < len(text))."""
+    fn = _splitter(lang)
+    if _BUILTIN_SPLITTERS.get(lang) is fn:
+        return _BUILTIN_BOUNDARIES[lang](text)
+    spans = fn(text)
+    check_tiling(text, spans, f"splitter {lang!r}")
+    return [int(e) for _, e in spans[:-1]]
+
+
+def split_sentences(text: str, lang: str) -> list[tuple[int, int]]:
+    """Character spans ``(start, end)`` of the sentences of ``text``; they tile it exactly
+    (first start 0, last end ``len(text)``, each end the next start, none empty)."""
+    fn = _splitter(lang)
+    spans = fn(text)
+    if _BUILTIN_SPLITTERS.get(lang) is not fn:
+        check_tiling(text, spans, f"splitter {lang!r}")
+    return [(int(s), int(e)) for s, e in spans]
+
+
+# ------------------------------------------------------------------------ greedy ----------
+def _check_budget(seq_length: int, bos: bool, eos: bool) -> None:
+    if isinstance(seq_length, bool) or not isinstance(seq_length, (int, np.integer)):
+        raise TypeError(f"seq_length must be an int, got {type(seq_length).__name__}")
+    if seq_length < 2:
+        raise ValueError(f"seq_length must be >= 2, got {seq_length}")
+    if seq_length < 1 + int(bos) + int(eos):
+        raise ValueError(f"seq_length {seq_length} is too small: a sample needs room for BOS ({int(bos)}) + "
+                         f"EOS ({int(eos)}) + at least one token")
+
+
+def _check_strategy(strategy: str) -> None:
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown chunking strategy {strategy!r}; known: {list(STRATEGIES)}")
+
+
+def greedy_chunk(lengths: Sequence[int], seq_length: int, strategy: str = "knowlm",
+                 bos: bool = True, eos: bool = True) -> list[tuple[int, int]]:
+    """Group consecutive units (sentences) of a document into samples; returns ``[(start,
+    end)]`` unit ranges. ``lengths[i]`` is unit i's token count; BOS (if ``bos``) costs 1 in a
+    sample that starts at unit 0, EOS (if ``eos``) 1 in a sample that ends at the last unit.
+
+    ``disjoint``: start at the first uncovered unit and add units while they fit. The samples
+    tile the document, and their number is the minimum possible (the classic "greedy stays
+    ahead" argument; and no cover with overlapping samples can be smaller, since shrinking
+    overlapping samples to a tiling keeps them within budget).
+
+    ``knowlm`` (KnowLM's ``dsmt_encode``): the same forward fill, then the sample is extended
+    BACKWARD into preceding units while it still fits. The k-th sample therefore ends where the
+    k-th disjoint sample ends and is the longest window ending there that fits; the count stays
+    minimal; consecutive samples may overlap (never three at once, see the tests).
+
+    A unit that alone exceeds the budget is an error: split long sentences first
+    (:class:`DocumentChunker` does, at token boundaries).
+    """
+    _check_strategy(strategy)
+    _check_budget(seq_length, bos, eos)
+    raw = lengths.tolist() if isinstance(lengths, np.ndarray) else [int(x) for x in lengths]
+    cost = list(raw)
+    n = len(cost)
+    if n == 0:
+        return []
+    if min(cost) < 0:
+        i = min(range(n), key=cost.__getitem__)
+        raise ValueError(f"unit {i} of {n} has a negative length {cost[i]}")
+    cost[0] += int(bos)
+    cost[-1] += int(eos)
+    if max(cost) > seq_length:
+        i = max(range(n), key=cost.__getitem__)
+        raise ValueError(f"unit {i} of {n} needs {cost[i]} tokens (BOS/EOS included) > seq_length {seq_length}; "
+                         "split long units at token boundaries first (DocumentChunker does)")
+    return _greedy(raw, seq_length, strategy == "knowlm", bos, eos)
+
+
+def _greedy(lengths: list[int], seq_length: int, backward: bool, bos: bool, eos: bool) -> list[tuple[int, int]]:
+    """The loop of :func:`greedy_chunk` without argument checks (units must fit)."""
+    cost = list(lengths)
+    n = len(cost)
+    cost[0] += int(bos)
+    cost[-1] += int(eos)
+    out = []
+    i = 0
+    while i < n:
+        total, j = cost[i], i + 1
+        while j < n and total + cost[j] <= seq_length:
+            total += cost[j]
+            j += 1
+        s = i
+        if backward:
+            while s > 0 and total + cost[s - 1] <= seq_length:
+                s -= 1
+                total += cost[s]
+        out.append((s, j))
+        i = j
+    return out
+
+
+# ------------------------------------------------------------------------ samples ---------
+@dataclass(frozen=True)
+class Sample:
+    """One training sample of a document.
+
+    ``ids``: int32 token ids, BOS/EOS included where present; ``char_start``/``char_end``: the
+    span of the document text it covers; ``token_start``/``token_end``: its range in the
+    document's one-pass encoding (BOS/EOS excluded; -1 when unknown) — used to count overlap.
+    """
+
+    ids: np.ndarray
+    char_start: int
+    char_end: int
+    bos: bool
+    eos: bool
+    token_start: int = -1
+    token_end: int = -1
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+class SampleVerificationError(AssertionError):
+    """A sample's ids differ from a direct encoding of its text (the message names it)."""
+
+
+_BIG = 1 << 32  # byte length given to ids that the fast path cannot place (unk, control)
+
+
+def load_model_proto(model) -> Any:
+    """The ``ModelProto`` of a SentencePiece model (path, folder with tokenizer.model, or
+    processor)."""
+    from sentencepiece import sentencepiece_model_pb2 as pb2
+
+    proto = pb2.ModelProto()
+    if hasattr(model, "serialized_model_proto"):
+        proto.ParseFromString(model.serialized_model_proto())
+    else:
+        proto.ParseFromString(Path(_model_file(model)).read_bytes())
+    return proto
+
+
+def _model_file(model: str | os.PathLike) -> Path:
+    p = Path(model)
+    if p.is_dir():
+        p = p / "tokenizer.model"
+    if not p.is_file():
+        raise FileNotFoundError(f"SentencePiece model not found: {p}")
+    return p
+
+
+def load_processor(model) -> Any:
+    """A ``SentencePieceProcessor`` from a path (file, or folder with tokenizer.model) or as is."""
+    import sentencepiece as spm
+
+    if isinstance(model, spm.SentencePieceProcessor):
+        return model
+    return spm.SentencePieceProcessor(model_file=str(_model_file(model)))
+
+
+def processor_without_dummy_prefix(model) -> Any:
+    """The same model with ``normalizer_spec.add_dummy_prefix = False``: encodes text that
+    continues a document (no "▁" invented at its start)."""
+    import sentencepiece as spm
+
+    proto = load_model_proto(model)
+    proto.normalizer_spec.add_dummy_prefix = False
+    return spm.SentencePieceProcessor(model_proto=proto.SerializeToString())
+
+
+def _char_byte_starts(text: str) -> np.ndarray:
+    """``starts[i]`` = UTF-8 byte offset of character i; ``starts[len(text)]`` = byte length."""
+    cp = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    blen = 1 + (cp >= 0x80).astype(np.int64) + (cp >= 0x800) + (cp >= 0x10000)
+    starts = np.zeros(len(cp) + 1, dtype=np.int64)
+    np.cumsum(blen, out=starts[1:])
+    return starts
+
+
+class DocumentChunker:
+    """Document text → :class:`Sample` list with one SentencePiece encoding per document.
+
+    ``chunk(text, lang)`` splits sentences with :func:`sentence_boundaries`, encodes ``text``
+    once, maps token ends to character offsets, keeps the sentence boundaries that fall between
+    two tokens, cuts over-long units at token boundaries and groups units with
+    :func:`greedy_chunk`. Construction only loads the model and builds a per-id byte-length
+    table (cheap; a worker process builds its own).
+    """
+
+    def __init__(self, model: "str | os.PathLike | Any", seq_length: int, strategy: str = "knowlm",
+                 add_bos: bool = True, add_eos: bool = True):
+        _check_strategy(strategy)
+        _check_budget(seq_length, add_bos, add_eos)
+        self.sp = load_processor(model)
+        self.seq_length = int(seq_length)
+        self.strategy = strategy
+        self.add_bos, self.add_eos = bool(add_bos), bool(add_eos)
+        self.bos_id, self.eos_id = self.sp.bos_id(), self.sp.eos_id()
+        if (add_bos and self.bos_id < 0) or (add_eos and self.eos_id < 0):
+            raise ValueError(f"the tokenizer has no {'BOS' if add_bos and self.bos_id < 0 else 'EOS'} id; "
+                             "pass add_bos/add_eos=False or use a model with one")
+        norm = load_model_proto(self.sp).normalizer_spec
+        if norm.remove_extra_whitespaces:
+            raise ValueError("the tokenizer removes extra whitespace (normalizer_spec.remove_extra_whitespaces); "
+                             "a sample that starts mid-document could then not equal the encoding of its text. "
+                             "Train with remove_extra_whitespaces=False (LLaMA's setting).")
+        self.add_dummy_prefix = bool(norm.add_dummy_prefix)
+        # the byte-length fast path is exact only when normalisation leaves the text unchanged
+        self.fast_offsets = norm.name == "identity" and not norm.precompiled_charsmap \
+            and not load_model_proto(self.sp).trainer_spec.treat_whitespace_as_suffix
+        n = self.sp.get_piece_size()
+        table = np.empty(n, dtype=np.int64)
+        self._is_byte = np.zeros(n, dtype=bool)
+        for i in range(n):
+            if self.sp.is_byte(i):
+                table[i] = 1
+                self._is_byte[i] = True
+            elif self.sp.is_unknown(i) or self.sp.is_control(i) or self.sp.is_unused(i):
+                table[i] = _BIG
+            else:
+                table[i] = len(self.sp.id_to_piece(i).replace("▁", " ").encode("utf-8"))
+        self._byte_len = table
+        try:
+            self.sp.encode("a", out_type="numpy")
+            self._numpy_ids = True
+        except (ValueError, TypeError):  # older sentencepiece
+            self._numpy_ids = False
+        self.fallbacks = 0  # documents whose offsets came from the proto path
+
+    # -------------------------------------------------------------- token offsets ----
+    def _encode_ids(self, text: str) -> np.ndarray:
+        if self._numpy_ids:
+            return self.sp.encode(text, out_type="numpy")
+        return np.asarray(self.sp.encode(text), dtype=np.int32)
+
+    def token_byte_ends(self, text: str, path: str = "auto") -> tuple[np.ndarray, np.ndarray, str]:
+        """Encode ``text`` once; returns ``(ids, byte_ends, path_used)`` where ``byte_ends[k]``
+        is the UTF-8 byte offset in ``text`` where token k ends (non-decreasing).
+
+        ``path="fast"``: a per-id table of byte lengths ("▁" counts as the one-byte space it
+        stands for, a byte piece ``<0xNN>`` as one byte) summed with numpy, minus the dummy
+        prefix's byte. If the total does not equal the text's byte length (an <unk>, a literal
+        "▁" in the text, any normalisation) the proto path is used instead and counted in
+        :attr:`fallbacks`. ``path="proto"``: the offsets SentencePiece reports in
+        ``encode(out_type="proto")`` (slower: a Python object per token). ``"auto"``: fast when
+        the model's normalisation is the identity (LLaMA's), else proto.
+
+        The two paths differ only inside a byte-fallback character: the fast path puts the
+        ends of its leading byte pieces at the bytes inside it, the proto path at its start
+        (zero width). At every character boundary both give the same first token ending there.
+        """
+        if path not in ("auto", "fast", "proto"):
+            raise ValueError(f"path must be 'auto', 'fast' or 'proto', got {path!r}")
+        if path == "fast" or (path == "auto" and self.fast_offsets):
+            ids = self._encode_ids(text)
+            if len(ids) == 0:
+                return ids, np.zeros(0, np.int64), "fast"
+            ends = np.cumsum(self._byte_len[ids])
+            extra = int(ends[-1]) - (len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass")))
+            if extra == int(self.add_dummy_prefix):
+                if extra:
+                    ends -= extra
+                return ids, ends, "fast"
+        self.fallbacks += 1
+        try:
+            proto = self.sp.encode(text, out_type="proto")
+        except ValueError:  # sentencepiece < 0.2.1 calls it immutable_proto
+            proto = self.sp.encode(text, out_type="immutable_proto")
+        pieces = proto.pieces
+        ids = np.fromiter((p.id for p in pieces), dtype=np.int32, count=len(pieces))
+        ends = np.fromiter((p.end for p in pieces), dtype=np.int64, count=len(pieces))
+        return ids, ends, "proto"
+
+    def token_char_ends(self, text: str, path: str = "auto") -> tuple[np.ndarray, np.ndarray, str]:
+        """Like :meth:`token_byte_ends` but in characters: ``char_ends[k]`` is the character
+        offset where token k ends, or -1 when it ends inside a character (a leading byte of a
+        byte-fallback character: no cut there). Both paths give identical results."""
+        ids, ends, used = self.token_byte_ends(text, path)
+        if text.isascii():
+            return ids, ends, used
+        starts = _char_byte_starts(text)
+        pos = np.minimum(np.searchsorted(starts, ends), len(starts) - 1)
+        char_ends = np.where(starts[pos] == ends, pos, -1)
+        if used == "proto" and len(ids):  # zero-width leading bytes of a character
+            char_ends[self._is_byte[ids] & (np.diff(ends, prepend=-1) == 0)] = -1
+        return ids, char_ends, used
+
+    # -------------------------------------------------------------- units ------------
+    def units(self, text: str, lang: str) -> tuple[np.ndarray, list[int], list[int]]:
+        """``(ids, token_cuts, char_cuts)``: unit u is tokens ``token_cuts[u]:token_cuts[u+1]``
+        and text ``char_cuts[u]:char_cuts[u+1]``. Units are sentences (merged where a token
+        straddles their boundary) and pieces of over-long sentences."""
+        bounds = sentence_boundaries(text, lang)
+        ids, ends, _ = self.token_byte_ends(text)
+        n_tok = len(ids)
+        if n_tok == 0:
+            return ids, [0], [0]
+        token_cuts, char_cuts = [0], [0]
+        if bounds:
+            if text.isascii():
+                bb = np.asarray(bounds, dtype=np.int64)
+            else:  # UTF-8 byte offset of each boundary, one slice at a time
+                bb = np.fromiter(itertools.accumulate(len(text[a:b].encode("utf-8", "surrogatepass"))
+                                                      for a, b in zip([0, *bounds], bounds)),
+                                 dtype=np.int64, count=len(bounds))
+            k = np.searchsorted(ends, bb)
+            hit = ends[np.minimum(k, n_tok - 1)] == bb  # a token ends exactly at the boundary
+            token_cuts += (k[hit] + 1).tolist()
+            char_cuts += itertools.compress(bounds, hit.tolist())
+        token_cuts.append(n_tok)
+        char_cuts.append(len(text))
+        longest = max(b - a for a, b in zip(token_cuts, token_cuts[1:]))
+        if longest + self.add_bos + self.add_eos > self.seq_length:
+            cost = [b - a for a, b in zip(token_cuts, token_cuts[1:])]
+            cost[0] += self.add_bos
+            cost[-1] += self.add_eos
+            if max(cost) > self.seq_length:
+                _, char_ends, _ = self.token_char_ends(text)
+                token_cuts, char_cuts = self._split_long(token_cuts, char_cuts, char_ends.tolist(), n_tok)
+        return ids, token_cuts, char_cuts
+
+    def _split_long(self, token_cuts: list[int], char_cuts: list[int], ce: list[int], n_tok: int):
+        """Cut units that exceed the budget into pieces at token boundaries that are also
+        character boundaries; each piece as long as fits (BOS/EOS counted where they go)."""
+        L, bos, eos = self.seq_length, self.add_bos, self.add_eos
+        tc, cc = [0], [0]
+        for u in range(len(token_cuts) - 1):
+            pos, tb, cpos, cb = token_cuts[u], token_cuts[u + 1], char_cuts[u], char_cuts[u + 1]
+            last = tb == n_tok
+            while True:
+                cap = L - int(bos and pos == 0)
+                if tb - pos <= cap - int(eos and last):
+                    break
+                c = min(pos + cap, tb - 1)
+                while c > pos and not ce[c - 1] > cpos:  # -1 (inside a character) fails too
+                    c -= 1
+                if c == pos:
+                    raise ValueError(f"seq_length {L} cannot hold the tokens of one character at character "
+                                     f"{cpos} (a byte-fallback character needs up to 4 tokens)")
+                tc.append(c)
+                cc.append(ce[c - 1])
+                pos, cpos = c, ce[c - 1]
+            tc.append(tb)
+            cc.append(cb)
+        return tc, cc
+
+    # -------------------------------------------------------------- samples ----------
+    def chunk(self, text: str, lang: str) -> list[Sample]:
+        """Samples of ``text`` (``[]`` for an empty text), in document order."""
+        if not text:
+            _splitter(lang)  # still reject an unknown language
+            return []
+        ids, token_cuts, char_cuts = self.units(text, lang)
+        n_units = len(token_cuts) - 1
+        if n_units == 0:
+            return []
+        lengths = [b - a for a, b in zip(token_cuts, token_cuts[1:])]
+        groups = _greedy(lengths, self.seq_length, self.strategy == "knowlm", self.add_bos, self.add_eos)
+        out = []
+        for s, e in groups:
+            ts, te = token_cuts[s], token_cuts[e]
+            bos = self.add_bos and s == 0
+            eos = self.add_eos and e == n_units
+            if bos or eos:
+                sample_ids = np.empty(te - ts + bos + eos, dtype=np.int32)
+                sample_ids[bos:bos + te - ts] = ids[ts:te]
+                if bos:
+                    sample_ids[0] = self.bos_id
+                if eos:
+                    sample_ids[-1] = self.eos_id
+            else:
+                sample_ids = ids[ts:te]
+            out.append(Sample(sample_ids, char_cuts[s], char_cuts[e], bos, eos, ts, te))
+        return out
+
+    def verify(self, text: str, samples: list[Sample]) -> None:
+        """:func:`verify_samples` with this chunker's model and budget."""
+        verify_samples(self, text, samples, seq_length=self.seq_length)
+
+
+# ------------------------------------------------------------------------ verification ----
+class _Verifier:
+    def __init__(self, model):
+        self.sp = load_processor(model)
+        self.sp_continue = processor_without_dummy_prefix(self.sp)
+
+
+_VERIFIERS: "OrderedDict[Any, _Verifier]" = OrderedDict()
+
+
+def _verifier(model) -> _Verifier:
+    if isinstance(model, DocumentChunker):
+        v = getattr(model, "_verifier", None)
+        if v is None:
+            v = model._verifier = _Verifier(model.sp)
+        return v
+    key = str(Path(model).resolve()) if isinstance(model, (str, os.PathLike)) else id(model)
+    if key not in _VERIFIERS:
+        _VERIFIERS[key] = _Verifier(model)  # holds the processor, so id() is not reused
+        while len(_VERIFIERS) > 4:
+            _VERIFIERS.popitem(last=False)
+    return _VERIFIERS[key]
+
+
+def verify_samples(model, text: str, samples: list[Sample], seq_length: int | None = None) -> None:
+    """Check every sample against a direct encoding of its text; raise
+    :class:`SampleVerificationError` (an AssertionError) or ValueError naming the sample.
+
+    The definition: a sample that starts at the document start must equal
+    ``sp.encode(text[char_start:char_end])`` — the dummy prefix "▁" included, exactly as LLaMA
+    encodes a document — and a sample that starts mid-document must equal the encoding of its
+    text with the dummy prefix switched off (a second processor from the same ModelProto with
+    ``normalizer_spec.add_dummy_prefix = False``), plus BOS/EOS where flagged. Why this is the
+    right definition: the model should see, in every sample, the tokens it would see for that
+    stretch of the document in a one-pass encoding — a mid-document text has no dummy prefix
+    (its leading space, if any, is real text and already part of its first token), so encoding
+    it with the prefix would invent a "▁" the document never had; and equality with an
+    independent encoding of the sample's own text proves that no token was cut in half and no
+    merge across the cut was lost (SentencePiece's pre-tokenisation and BPE merges are local,
+    so this holds at every boundary where the one-pass encoding has a token boundary).
+
+    Also checked: BOS only at the document start, EOS only at its end, samples in order and
+    covering the whole text without gaps, and (if given) no sample longer than ``seq_length``.
+    """
+    v = _verifier(model)
+    if seq_length is None and isinstance(model, DocumentChunker):
+        seq_length = model.seq_length
+    bos_id, eos_id = v.sp.bos_id(), v.sp.eos_id()
+    if not text:
+        if samples:
+            raise ValueError(f"{len(samples)} sample(s) for an empty text")
+        return
+    if not samples:
+        raise ValueError(f"no samples for a text of {len(text)} characters")
+    covered = 0
+    for k, smp in enumerate(samples):
+        where = f"sample {k} of {len(samples)} (chars {smp.char_start}:{smp.char_end})"
+        if not 0 <= smp.char_start < smp.char_end <= len(text):
+            raise ValueError(f"{where}: span outside the text of {len(text)} characters or empty")
+        if smp.char_start > covered:
+            raise ValueError(f"{where}: characters {covered}:{smp.char_start} are in no sample")
+        if k and smp.char_start <= samples[k - 1].char_start:
+            raise ValueError(f"{where}: samples are not in document order")
+        covered = max(covered, smp.char_end)
+        if smp.bos and smp.char_start != 0:
+            raise SampleVerificationError(f"{where}: BOS on a sample that does not start the document")
+        if smp.eos and smp.char_end != len(text):
+            raise SampleVerificationError(f"{where}: EOS on a sample that does not end the document")
+        if seq_length is not None and len(smp.ids) > seq_length:
+            raise SampleVerificationError(f"{where}: {len(smp.ids)} tokens > seq_length {seq_length}")
+        sp = v.sp if smp.char_start == 0 else v.sp_continue
+        expected = ([bos_id] if smp.bos else []) + sp.encode(text[smp.char_start:smp.char_end]) + \
+            ([eos_id] if smp.eos else [])
+        got = np.asarray(smp.ids).tolist()
+        if got != expected:
+            i = next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b), min(len(got), len(expected)))
+            pieces = lambda xs: [v.sp.id_to_piece(int(x)) for x in xs[max(0, i - 2):i + 3]]  # noqa: E731
+            raise SampleVerificationError(
+                f"{where}: ids differ from a direct encoding of its text at token {i} "
+                f"({len(got)} vs {len(expected)} tokens): got {pieces(got)}, expected {pieces(expected)}")
+    if covered != len(text):
+        raise ValueError(f"characters {covered}:{len(text)} are in no sample")
+
+
+# ------------------------------------------------------------------------ report ----------
+def chunking_report(samples_per_doc: Iterable[list[Sample]], seq_length: int, bins: int = 16) -> dict:
+    """Summary of chunked documents (streams; keeps one int per sample):
+
+    ``samples``, ``documents`` (``empty_documents`` of them without samples), ``tokens`` (all
+    sample tokens, BOS/EOS included), ``packing_efficiency`` = tokens / (samples × seq_length),
+    ``overlap_tokens`` (tokens that appear in more than one sample of their document: the
+    price of the ``knowlm`` strategy's backward extension), ``overlap_fraction`` =
+    overlap_tokens / tokens, ``full_samples`` (exactly seq_length long), ``samples_per_doc``
+    (histogram ``{count: documents}`` and mean) and ``length_histogram`` (``bins`` equal bins
+    over 0..seq_length).
+    """
+    lengths: list[int] = []
+    per_doc: Counter = Counter()
+    documents = empty = overlap = 0
+    for samples in samples_per_doc:
+        documents += 1
+        per_doc[len(samples)] += 1
+        empty += not samples
+        prev_end = None
+        for smp in samples:
+            lengths.append(len(smp.ids))
+            if smp.token_start < 0 or smp.token_end < 0:
+                raise ValueError("samples without token ranges (token_start/token_end): cannot count overlap")
+            if prev_end is not None and smp.token_start < prev_end:
+                overlap += prev_end - smp.token_start
+            prev_end = smp.token_end if prev_end is None else max(prev_end, smp.token_end)
+    arr = np.asarray(lengths, dtype=np.int64)
+    tokens = int(arr.sum())
+    counts, edges = np.histogram(arr, bins=bins, range=(0, seq_length))
+    n = len(arr)
+    return {
+        "seq_length": int(seq_length),
+        "documents": documents,
+        "empty_documents": empty,
+        "samples": n,
+        "tokens": tokens,
+        "unique_tokens": tokens - overlap,
+        "packing_efficiency": tokens / (n * seq_length) if n else 0.0,
+        "overlap_tokens": overlap,
+        "overlap_fraction": overlap / tokens if tokens else 0.0,
+        "full_samples": int(np.count_nonzero(arr == seq_length)),
+        "mean_sample_tokens": float(arr.mean()) if n else 0.0,
+        "samples_per_doc": {"mean": n / documents if documents else 0.0,
+                            "histogram": {str(k): per_doc[k] for k in sorted(per_doc)}},
+        "length_histogram": {"bin_edges": [float(x) for x in edges], "counts": [int(c) for c in counts]},
+    }
+
+
+# ------------------------------------------------------------------------ baseline --------
+def encode_per_sentence(sp, text: str, lang: str, seq_length: int) -> list[list[int]]:
+    """KnowLM's way (``dsmt_encode``), kept as a reference for comparisons: encode every
+    sentence separately (so each gets its own dummy-prefix "▁"), BOS on the first and EOS on
+    the last, cut over-long sentences, greedy-merge with backward extension, Python lists."""
+    spans = split_sentences(text, lang)
+    pieces: list[list[int]] = []
+    for k, (s, e) in enumerate(spans):
+        ids = sp.encode(text[s:e])
+        if k == 0:
+            ids = [sp.bos_id()] + ids
+        if k == len(spans) - 1:
+            ids = ids + [sp.eos_id()]
+        pieces.extend(ids[i:i + seq_length] for i in range(0, len(ids), seq_length))
+    samples = []
+    for s, e in greedy_chunk([len(p) for p in pieces], seq_length, "knowlm", bos=False, eos=False):
+        sample: list[int] = []
+        for p in pieces[s:e]:
+            sample.extend(p)
+        samples.append(sample)
+    return samples
