@@ -179,12 +179,12 @@ def build_big_index(prefix: Path, n_samples: int, seed: int = 0) -> None:
     from knowlm_utils.indexed import MMapTokenIndexWriter
 
     rng = np.random.default_rng(seed)
-    per_doc = 10
+    per_doc, step = 10, 500_000
     with MMapTokenIndexWriter(prefix, vocab_size=32000) as w:
-        for _ in range(n_samples // per_doc):
-            lens = rng.integers(8, 65, per_doc)
+        for start in range(0, n_samples, step):
+            lens = rng.integers(8, 65, min(step, n_samples - start))
             flat = rng.integers(0, 32000, int(lens.sum()), dtype=np.uint16)
-            w.add_document(np.split(flat, np.cumsum(lens)[:-1]), type="synthetic")
+            w.add_documents_flat(flat, lens, np.full(len(lens) // per_doc, per_doc), type="synthetic")
         w.finalize()
 
 
@@ -199,18 +199,16 @@ def _mem() -> dict:
 
 
 def run_reader(prefix: Path, kind: str, n_reads: int) -> dict:
+    from knowlm_utils.indexed import MMapTokenIndex  # imported before the first reading
+
     rng = np.random.default_rng(1)
     before = _mem()
     t0 = time.perf_counter()
     if kind == "mmap":
-        from knowlm_utils.indexed import MMapTokenIndex
-
         ds = MMapTokenIndex(prefix)
         n = len(ds)
         get = ds.__getitem__
     else:  # KnowLM's MyDataset: index arrays converted to Python lists, .bin memory-mapped
-        from knowlm_utils.indexed import MMapTokenIndex
-
         ref = MMapTokenIndex(prefix)
         bin_buf = np.memmap(f"{prefix}.bin", dtype=ref.dtype, mode="r")
         starts = (ref.pointers // ref.dtype.itemsize).tolist()
