@@ -196,6 +196,20 @@ def test_deepspeed_and_torchrun_argv():
         torchrun_argv("t.py", nproc_per_node=8, nnodes=2)
 
 
+def test_real_deepspeed_launcher_accepts_the_local_hostfile_command(tmp_path, capsys):
+    """The deepspeed 0.19.8 launcher itself runs our argv (hostfile on this machine, so
+    --no_ssh; no training, the script only reports what it received)."""
+    probe = tmp_path / "probe.py"
+    probe.write_text("import os, sys\nprint('probe', os.environ['RANK'], os.environ['WORLD_SIZE'], "
+                     "os.environ['MASTER_PORT'], sys.argv[1:], flush=True)\n")
+    env = launch_env("cpu", extensions_dir=tmp_path / "ext")
+    hostfile = write_hostfile(tmp_path / "hostfile", {"localhost": 1})
+    argv = deepspeed_argv(probe, ["--note", "a b"], hostfile=hostfile, local=True, master_port=env["MASTER_PORT"])
+    assert run_launcher(argv, env, echo=False, log_path=tmp_path / "ds.log") == 0
+    log = (tmp_path / "ds.log").read_text()
+    assert f"probe 0 1 {env['MASTER_PORT']} ['--local_rank=0', '--note', 'a b']" in log
+
+
 NASTY_ARGS = ["--output_dir", "/data/my run", "--note", "it's $HOME; rm -rf / `x`"]
 
 
