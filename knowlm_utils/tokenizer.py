@@ -504,18 +504,21 @@ def tokens_per_char(sp_or_path, texts: Iterable[str], batch_size: int = 512) -> 
 
 
 def heldout_texts(corpus_dir: str | os.PathLike, heldout_percent: float, max_chars: int | None = None,
-                  languages: Iterable[str] = LANGUAGES) -> dict[str, list[str]]:
+                  languages: Iterable[str] | None = None) -> dict[str, list[str]]:
     """Held-out documents per language (the stage never trains on them), at most ``max_chars``
-    characters per language (whole documents, in corpus order)."""
+    characters per language (whole documents, in corpus order); ``languages=None``: every
+    language of the corpus (zh, en, code, mixed first, in that order)."""
     from .corpus import iter_cleaned_documents
 
-    out: dict[str, list[str]] = {lang: [] for lang in languages}
-    used = dict.fromkeys(out, 0)
+    wanted = None if languages is None else set(languages)
+    out: dict[str, list[str]] = {lang: [] for lang in LANGUAGES if wanted is None or lang in wanted}
+    used: dict[str, int] = {}
     for doc in iter_cleaned_documents(corpus_dir, split="heldout", heldout_percent=heldout_percent):
         lang = doc.get("lang")
-        if lang in out and (max_chars is None or used[lang] < max_chars):
-            out[lang].append(doc["text"])
-            used[lang] += len(doc["text"])
+        if (wanted is not None and lang not in wanted) or (max_chars is not None and used.get(lang, 0) >= max_chars):
+            continue
+        out.setdefault(lang, []).append(doc["text"])
+        used[lang] = used.get(lang, 0) + len(doc["text"])
     return {lang: texts for lang, texts in out.items() if texts}
 
 

@@ -4,11 +4,11 @@ tokenizers and a real (tiny) LlamaForCausalLM."""
 from __future__ import annotations
 
 import hashlib
+import json
 import warnings
 from pathlib import Path
 
 import pytest
-import sentencepiece as spm
 import torch
 from sentencepiece import sentencepiece_model_pb2 as pb
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
@@ -19,9 +19,10 @@ from knowlm_utils.config import ConfigError, from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 HELDOUT = 10.0
-EDGE_CASES = ["", " ", "  ", "\n", "a\n\nb\n", "  two leading spaces", "trailing  ", "x  y   z", "\tTab\t\tx",
-              "▁odd", "12345 678.90", "2024年3月15日", "emoji 😀🎉 👍🏽", "</s> and <s>", "[PAD]", "中文English混合123",
-              "黄河 是\u3000中国", "def f(x):\n    return x ** 2\n", "é ñ ü", "\r\n", "\ufeffbom", "𠀀𪚥 rare"]
+EDGE_CASES = ["", " ", "  ", "\n", "a\n\nb\n", "  two leading spaces", "trailing  ", "x  y   z",
+              "\tTab\t\tx", "▁odd", "12345 678.90", "2024年3月15日", "emoji 😀🎉 👍🏽", "</s> and <s>",
+              "[PAD]", "中文English混合123", "黄河 是\u3000中国", "def f(x):\n    return x ** 2\n", "é ñ ü",
+              "\r\n", "\ufeffbom", "𠀀𪚥 rare"]
 
 
 @pytest.fixture(scope="module")
@@ -313,3 +314,18 @@ def test_training_is_reproducible(stage, small_corpus, tmp_path):
     spec = tk.TrainSpec(**report["config"]["base"])
     tk.train_tokenizer(small_corpus, spec, tmp_path / "again", HELDOUT, progress=False)
     assert tk.tokenizer_sha256(tmp_path / "again") == tk.tokenizer_sha256(out / "base")
+
+
+def test_cli_train(small_corpus, tmp_path, capsys):
+    cfg = tmp_path / "tok.yaml"
+    cfg.write_text(f"corpus_dir: {small_corpus}\nheldout_percent: 10\nhf_check_docs: 5\n"
+                   "base: {vocab_size: 1300, languages: {en: 1.0, code: 1.0}}\n"
+                   "zh: {vocab_size: 1200, languages: {zh: 1.0}}\n", encoding="utf-8")
+    rc = cli.main(["tokenizer", "train", str(cfg), "--out", str(tmp_path / "out"), "--no-progress",
+                   "-o", "zh.vocab_size=1700", "-o", "add_pad=true"])
+    assert rc == 0 and "tokens/char" in capsys.readouterr().out
+    report = json.loads((tmp_path / "out" / "report.json").read_text("utf-8"))
+    assert report["vocab"]["zh"] == 1700 and report["vocab"]["base"] == 1300
+    pad_id = tk.load_sp(tmp_path / "out" / "extended").pad_id()
+    assert report["vocab"]["pad_id"] == report["vocab"]["extended"] - 1 == pad_id
+    assert cli.main(["tokenizer", "train", str(cfg), "--out", str(tmp_path / "o2"), "-o", "base.vocab=3"]) == 2
