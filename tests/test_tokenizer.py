@@ -329,3 +329,14 @@ def test_cli_train(small_corpus, tmp_path, capsys):
     pad_id = tk.load_sp(tmp_path / "out" / "extended").pad_id()
     assert report["vocab"]["pad_id"] == report["vocab"]["extended"] - 1 == pad_id
     assert cli.main(["tokenizer", "train", str(cfg), "--out", str(tmp_path / "o2"), "-o", "base.vocab=3"]) == 2
+
+
+def test_cli_extend_zero_scores_and_pad(stage, sp_model_path, tmp_path):
+    """The Chinese-LLaMA-Alpaca variant: every appended piece scored 0, then [PAD] as a control piece."""
+    llama = llama_shaped_model(sp_model_path, tmp_path / "llama.model")
+    rc = cli.main(["tokenizer", "extend", "--base", str(llama), "--add", str(stage[1] / "zh"), "--out",
+                   str(tmp_path / "x"), "--added-score", "zero", "--add-pad"])
+    ext = tk.load_model_proto(tmp_path / "x")
+    assert rc == 0 and all(p.score == 0.0 for p in ext.pieces[32000:])
+    assert ext.pieces[-1].piece == "[PAD]" and ext.pieces[-1].type == pb.ModelProto.SentencePiece.CONTROL
+    assert ext.trainer_spec.pad_id == len(ext.pieces) - 1 == AutoTokenizer.from_pretrained(str(tmp_path / "x")).pad_token_id
