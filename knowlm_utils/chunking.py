@@ -28,7 +28,6 @@ builds one per worker (stage 04 does).
 
 from __future__ import annotations
 
-import itertools
 import os
 import re
 from collections import Counter, OrderedDict
@@ -413,6 +412,14 @@ def _char_byte_starts(text: str) -> np.ndarray:
     return starts
 
 
+def _bytes_to_chars(ends: np.ndarray, starts: np.ndarray | None) -> np.ndarray:
+    """UTF-8 byte offsets → character offsets (-1 stays -1; an offset inside a character → -1)."""
+    if starts is None:  # ASCII text: the same numbers
+        return ends
+    pos = np.minimum(np.searchsorted(starts, np.maximum(ends, 0)), len(starts) - 1)
+    return np.where((ends >= 0) & (starts[pos] == ends), pos, -1)
+
+
 class DocumentChunker:
     """Document text → :class:`Sample` list with one SentencePiece encoding per document.
 
@@ -435,7 +442,8 @@ class DocumentChunker:
         if (add_bos and self.bos_id < 0) or (add_eos and self.eos_id < 0):
             raise ValueError(f"the tokenizer has no {'BOS' if add_bos and self.bos_id < 0 else 'EOS'} id; "
                              "pass add_bos/add_eos=False or use a model with one")
-        norm = load_model_proto(self.sp).normalizer_spec
+        proto = load_model_proto(self.sp)
+        norm = proto.normalizer_spec
         if norm.remove_extra_whitespaces:
             raise ValueError("the tokenizer removes extra whitespace (normalizer_spec.remove_extra_whitespaces); "
                              "a sample that starts mid-document could then not equal the encoding of its text. "
@@ -443,25 +451,28 @@ class DocumentChunker:
         self.add_dummy_prefix = bool(norm.add_dummy_prefix)
         # the byte-length fast path is exact only when normalisation leaves the text unchanged
         self.fast_offsets = norm.name == "identity" and not norm.precompiled_charsmap \
-            and not load_model_proto(self.sp).trainer_spec.treat_whitespace_as_suffix
+            and not proto.trainer_spec.treat_whitespace_as_suffix
+        # per id: characters and UTF-8 bytes of the text a piece stands for (_BIG: cannot be placed)
         n = self.sp.get_piece_size()
-        table = np.empty(n, dtype=np.int64)
+        self.char_lengths = np.full(n, _BIG, dtype=np.int64)
+        self.byte_lengths = np.full(n, _BIG, dtype=np.int64)
         self._is_byte = np.zeros(n, dtype=bool)
         for i in range(n):
             if self.sp.is_byte(i):
-                table[i] = 1
+                self.byte_lengths[i] = 1
                 self._is_byte[i] = True
-            elif self.sp.is_unknown(i) or self.sp.is_control(i) or self.sp.is_unused(i):
-                table[i] = _BIG
-            else:
-                table[i] = len(self.sp.id_to_piece(i).replace("▁", " ").encode("utf-8"))
-        self._byte_len = table
+                if int(self.sp.id_to_piece(i)[3:5], 16) < 0x80:
+                    self.char_lengths[i] = 1  # <0x0A> etc.: a whole ASCII character
+            elif not (self.sp.is_unknown(i) or self.sp.is_control(i) or self.sp.is_unused(i)):
+                piece = self.sp.id_to_piece(i)
+                self.char_lengths[i] = len(piece)
+                self.byte_lengths[i] = len(piece.replace("▁", " ").encode("utf-8"))
         try:
             self.sp.encode("a", out_type="numpy")
             self._numpy_ids = True
         except (ValueError, TypeError):  # older sentencepiece
             self._numpy_ids = False
-        self.fallbacks = 0  # documents whose offsets came from the proto path
+        self.path_counts: Counter = Counter()  # documents per offsets path (see token_char_ends)
 
     # -------------------------------------------------------------- token offsets ----
     def _encode_ids(self, text: str) -> np.ndarray:
@@ -469,35 +480,49 @@ class DocumentChunker:
             return self.sp.encode(text, out_type="numpy")
         return np.asarray(self.sp.encode(text), dtype=np.int32)
 
-    def token_byte_ends(self, text: str, path: str = "auto") -> tuple[np.ndarray, np.ndarray, str]:
-        """Encode ``text`` once; returns ``(ids, byte_ends, path_used)`` where ``byte_ends[k]``
-        is the UTF-8 byte offset in ``text`` where token k ends (non-decreasing).
+    def token_char_ends(self, text: str, path: str = "auto") -> tuple[np.ndarray, np.ndarray, str]:
+        """Encode ``text`` once; returns ``(ids, char_ends, path_used)``: ``char_ends[k]`` is the
+        character offset where token k ends, or -1 when it ends inside a character (a leading
+        byte of a byte-fallback character: no cut there).
 
-        ``path="fast"``: a per-id table of byte lengths ("▁" counts as the one-byte space it
-        stands for, a byte piece ``<0xNN>`` as one byte) summed with numpy, minus the dummy
-        prefix's byte. If the total does not equal the text's byte length (an <unk>, a literal
-        "▁" in the text, any normalisation) the proto path is used instead and counted in
-        :attr:`fallbacks`. ``path="proto"``: the offsets SentencePiece reports in
-        ``encode(out_type="proto")`` (slower: a Python object per token). ``"auto"``: fast when
-        the model's normalisation is the identity (LLaMA's), else proto.
+        Three ways to find the offsets, fastest first. ``"auto"`` starts with ``"chars"`` when
+        the model's normalisation is the identity (LLaMA's; else ``"proto"``) and falls through
+        to the next way whenever the total does not add up; :attr:`path_counts` counts the way
+        each document took. All three give identical arrays (tested).
 
-        The two paths differ only inside a byte-fallback character: the fast path puts the
-        ends of its leading byte pieces at the bytes inside it, the proto path at its start
-        (zero width). At every character boundary both give the same first token ending there.
+        - ``"chars"``: a per-id table of how many characters a piece stands for ("▁" is the one
+          space it replaced; an ASCII byte piece such as ``<0x0A>`` is one character), summed
+          with numpy, minus the dummy prefix. Exact when every token is made of whole
+          characters; a non-ASCII byte piece or an <unk> breaks the total → ``"bytes"``.
+        - ``"bytes"``: the same with UTF-8 byte lengths (a byte piece ``<0xNN>`` is one byte),
+          then byte offsets → character offsets. A literal "▁" in the text (3 bytes counted as
+          1) or an <unk> breaks the total → ``"proto"``.
+        - ``"proto"``: the offsets SentencePiece reports in ``encode(out_type="proto")`` (one
+          Python object per token: the slowest).
         """
-        if path not in ("auto", "fast", "proto"):
-            raise ValueError(f"path must be 'auto', 'fast' or 'proto', got {path!r}")
-        if path == "fast" or (path == "auto" and self.fast_offsets):
+        if path not in ("auto", "chars", "bytes", "proto"):
+            raise ValueError(f"path must be 'auto', 'chars', 'bytes' or 'proto', got {path!r}")
+        want = ("chars" if self.fast_offsets else "proto") if path == "auto" else path
+        dummy = int(self.add_dummy_prefix)
+        ids = None
+        if want in ("chars", "bytes"):
             ids = self._encode_ids(text)
             if len(ids) == 0:
-                return ids, np.zeros(0, np.int64), "fast"
-            ends = np.cumsum(self._byte_len[ids])
-            extra = int(ends[-1]) - (len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass")))
-            if extra == int(self.add_dummy_prefix):
-                if extra:
-                    ends -= extra
-                return ids, ends, "fast"
-        self.fallbacks += 1
+                return ids, np.zeros(0, np.int64), want
+        if want == "chars":
+            ends = np.cumsum(self.char_lengths[ids])
+            if int(ends[-1]) - len(text) == dummy:
+                self.path_counts["chars"] += 1
+                return ids, ends - dummy if dummy else ends, "chars"
+            want = "bytes"
+        if want == "bytes":
+            ends = np.cumsum(self.byte_lengths[ids])
+            starts = None if text.isascii() else _char_byte_starts(text)
+            n_bytes = len(text) if starts is None else int(starts[-1])
+            if int(ends[-1]) - n_bytes == dummy:
+                self.path_counts["bytes"] += 1
+                return ids, _bytes_to_chars(ends - dummy if dummy else ends, starts), "bytes"
+        self.path_counts["proto"] += 1
         try:
             proto = self.sp.encode(text, out_type="proto")
         except ValueError:  # sentencepiece < 0.2.1 calls it immutable_proto
@@ -505,21 +530,14 @@ class DocumentChunker:
         pieces = proto.pieces
         ids = np.fromiter((p.id for p in pieces), dtype=np.int32, count=len(pieces))
         ends = np.fromiter((p.end for p in pieces), dtype=np.int64, count=len(pieces))
-        return ids, ends, "proto"
+        if len(ids):  # the proto gives the leading bytes of a character zero width at its start
+            ends[self._is_byte[ids] & (np.diff(ends, prepend=-1) == 0)] = -1
+        return ids, _bytes_to_chars(ends, None if text.isascii() else _char_byte_starts(text)), "proto"
 
-    def token_char_ends(self, text: str, path: str = "auto") -> tuple[np.ndarray, np.ndarray, str]:
-        """Like :meth:`token_byte_ends` but in characters: ``char_ends[k]`` is the character
-        offset where token k ends, or -1 when it ends inside a character (a leading byte of a
-        byte-fallback character: no cut there). Both paths give identical results."""
-        ids, ends, used = self.token_byte_ends(text, path)
-        if text.isascii():
-            return ids, ends, used
-        starts = _char_byte_starts(text)
-        pos = np.minimum(np.searchsorted(starts, ends), len(starts) - 1)
-        char_ends = np.where(starts[pos] == ends, pos, -1)
-        if used == "proto" and len(ids):  # zero-width leading bytes of a character
-            char_ends[self._is_byte[ids] & (np.diff(ends, prepend=-1) == 0)] = -1
-        return ids, char_ends, used
+    @property
+    def fallbacks(self) -> int:
+        """Documents whose offsets needed the slow proto path."""
+        return self.path_counts["proto"]
 
     # -------------------------------------------------------------- units ------------
     def units(self, text: str, lang: str) -> tuple[np.ndarray, list[int], list[int]]:
@@ -527,22 +545,20 @@ class DocumentChunker:
         and text ``char_cuts[u]:char_cuts[u+1]``. Units are sentences (merged where a token
         straddles their boundary) and pieces of over-long sentences."""
         bounds = sentence_boundaries(text, lang)
-        ids, ends, _ = self.token_byte_ends(text)
+        ids, char_ends, used = self.token_char_ends(text)
         n_tok = len(ids)
         if n_tok == 0:
             return ids, [0], [0]
         token_cuts, char_cuts = [0], [0]
         if bounds:
-            if text.isascii():
-                bb = np.asarray(bounds, dtype=np.int64)
-            else:  # UTF-8 byte offset of each boundary, one slice at a time
-                bb = np.fromiter(itertools.accumulate(len(text[a:b].encode("utf-8", "surrogatepass"))
-                                                      for a, b in zip([0, *bounds], bounds)),
-                                 dtype=np.int64, count=len(bounds))
-            k = np.searchsorted(ends, bb)
-            hit = ends[np.minimum(k, n_tok - 1)] == bb  # a token ends exactly at the boundary
+            # non-decreasing ends (a -1 inside a character becomes the character's start, so
+            # the first token ending at a character boundary is the one that really ends there)
+            search = char_ends if used == "chars" else np.maximum.accumulate(char_ends)
+            b = np.asarray(bounds, dtype=np.int64)
+            k = np.searchsorted(search, b)
+            hit = search[np.minimum(k, n_tok - 1)] == b  # a token ends exactly at the boundary
             token_cuts += (k[hit] + 1).tolist()
-            char_cuts += itertools.compress(bounds, hit.tolist())
+            char_cuts += b[hit].tolist()
         token_cuts.append(n_tok)
         char_cuts.append(len(text))
         longest = max(b - a for a, b in zip(token_cuts, token_cuts[1:]))
@@ -551,7 +567,6 @@ class DocumentChunker:
             cost[0] += self.add_bos
             cost[-1] += self.add_eos
             if max(cost) > self.seq_length:
-                _, char_ends, _ = self.token_char_ends(text)
                 token_cuts, char_cuts = self._split_long(token_cuts, char_cuts, char_ends.tolist(), n_tok)
         return ids, token_cuts, char_cuts
 
@@ -768,3 +783,36 @@ def encode_per_sentence(sp, text: str, lang: str, seq_length: int) -> list[list[
             sample.extend(p)
         samples.append(sample)
     return samples
+
+
+# ------------------------------------------------------------------------ picture ---------
+def plot_chunk_plan(lengths: Sequence[int], plans: dict[str, list[tuple[int, int]]], seq_length: int,
+                    bos: bool = True, eos: bool = True, ax=None, label_units: bool = True):
+    """Draw a document's units as a row of boxes along the token axis (BOS/EOS counted in the
+    first/last unit) and, for each strategy in ``plans``, one bar per sample over the units it
+    holds. Samples alternate between two lanes so that an overlap with the previous sample is
+    visible. Returns the matplotlib Axes."""
+    import matplotlib.pyplot as plt
+
+    cost = [int(x) for x in lengths]
+    cost[0] += int(bos)
+    cost[-1] += int(eos)
+    x = np.concatenate([[0], np.cumsum(cost)])
+    if ax is None:
+        _, ax = plt.subplots(figsize=(11, 0.8 + 0.9 * (len(plans) + 1)))
+    for i, c in enumerate(cost):
+        ax.barh(0, c, left=x[i], height=0.6, color="0.85", edgecolor="0.3")
+        if label_units and c >= 0.03 * x[-1]:
+            ax.text(x[i] + c / 2, 0, str(c), ha="center", va="center", fontsize=7)
+    ticks, names = [0], ["units"]
+    for row, (name, plan) in enumerate(plans.items(), start=1):
+        for k, (s, e) in enumerate(plan):
+            y = -row - 0.22 * (1 if k % 2 else -1)
+            ax.barh(y, x[e] - x[s], left=x[s], height=0.4, color=f"C{k % 10}", alpha=0.85, edgecolor="0.2")
+            ax.text((x[s] + x[e]) / 2, y, f"{x[e] - x[s]}", ha="center", va="center", fontsize=7)
+        ticks.append(-row)
+        names.append(f"{name} ({len(plan)})")
+    ax.set_yticks(ticks, names)
+    ax.set_xlabel(f"token position in the document (seq_length {seq_length}; bar labels: tokens)")
+    ax.set_xlim(0, x[-1])
+    return ax

@@ -253,23 +253,30 @@ def test_samples_are_whole_sentences_unless_a_sentence_is_too_long(sample_docs, 
 
 
 def test_fast_offsets_equal_proto_offsets(sample_docs, chunker_factory):
-    ch = chunker_factory()
-    extra = ["😀😀 ok 中文😀。x", " leading space. Next one.", "\n\n", " ", "。", "tab\tand  two  spaces", "é" * 5]
+    ch = DocumentChunker(chunker_factory().sp, 64)
+    extra = ["😀😀 ok 中文😀。x", " leading space. Next one.", "\n\n", " ", "。", "tab\tand  two  spaces", "é" * 5,
+             "A literal ▁ in text. Then more."]
     for text in [d for docs in sample_docs.values() for d in docs[:120]] + extra:
-        fast, proto = ch.token_char_ends(text, "fast"), ch.token_char_ends(text, "proto")
-        assert fast[2] == "fast" and proto[2] == "proto"
-        assert np.array_equal(fast[0], proto[0]) and np.array_equal(fast[1], proto[1]), text[:40]
+        ref = ch.token_char_ends(text, "proto")
+        assert ref[2] == "proto"
+        for path in ("auto", "chars", "bytes"):
+            ids, char_ends, used = ch.token_char_ends(text, path)
+            assert np.array_equal(ids, ref[0]) and np.array_equal(char_ends, ref[1]), (path, used, text[:40])
+    assert ch.token_char_ends("x😀", "auto")[2] == "bytes"  # a byte piece: not whole characters
     ids, char_ends, _ = ch.token_char_ends("x😀")
     assert (char_ends == -1).sum() == 3  # three leading bytes of the emoji: no cut inside it
+    assert ch.token_char_ends("a ▁ b", "bytes")[2] == "proto"  # the literal "▁" breaks the byte count
+    assert ch.path_counts["chars"] > 300
 
 
-def test_literal_meta_symbol_falls_back_to_proto_offsets(chunker_factory):
-    ch = DocumentChunker(chunker_factory().sp, 16)
-    text = "A literal ▁ in text. Then more words follow here. And more."
-    ids, ends, path = ch.token_byte_ends(text)
-    assert path == "proto" and ch.fallbacks == 1
-    samples = ch.chunk(text, "en")
-    verify_samples(ch, text, samples)
+def test_literal_meta_symbol_and_byte_fallback_texts_chunk_correctly(chunker_factory):
+    ch = DocumentChunker(chunker_factory().sp, 12)
+    for text in ["A literal ▁ in text. Then more words follow here. And more.",
+                 "表情😀很好。再来一句😀😀。最后一句话在这里结束。"]:
+        samples = ch.chunk(text, "mixed")
+        verify_samples(ch, text, samples)
+        assert len(samples) > 1
+    assert ch.path_counts["chars"] == ch.path_counts["bytes"] == 1 and ch.fallbacks == 0
 
 
 @pytest.fixture(scope="module")
@@ -286,7 +293,7 @@ def unk_model(tmp_path_factory, sample_docs):
 def test_unknown_pieces_use_the_proto_path(unk_model):
     ch = DocumentChunker(unk_model, 12, "knowlm")
     text = "The river flows. 长江很长。 It is long. Ω and ∑ are Greek letters. The end."
-    ids, ends, path = ch.token_byte_ends(text)
+    ids, ends, path = ch.token_char_ends(text)
     assert path == "proto" and (ids == ch.sp.unk_id()).any()
     samples = ch.chunk(text, "mixed")
     verify_samples(unk_model, text, samples, seq_length=12)
