@@ -721,7 +721,8 @@ def chunking_report(samples_per_doc: Iterable[list[Sample]], seq_length: int, bi
     sample tokens, BOS/EOS included), ``packing_efficiency`` = tokens / (samples × seq_length),
     ``overlap_tokens`` (tokens that appear in more than one sample of their document: the
     price of the ``knowlm`` strategy's backward extension), ``overlap_fraction`` =
-    overlap_tokens / tokens, ``full_samples`` (exactly seq_length long), ``samples_per_doc``
+    overlap_tokens / tokens, ``unique_packing_efficiency`` = (tokens − overlap_tokens) /
+    (samples × seq_length) (the share of the budget filled with text not seen elsewhere), ``full_samples`` (exactly seq_length long), ``samples_per_doc``
     (histogram ``{count: documents}`` and mean) and ``length_histogram`` (``bins`` equal bins
     over 0..seq_length).
     """
@@ -752,6 +753,7 @@ def chunking_report(samples_per_doc: Iterable[list[Sample]], seq_length: int, bi
         "tokens": tokens,
         "unique_tokens": tokens - overlap,
         "packing_efficiency": tokens / (n * seq_length) if n else 0.0,
+        "unique_packing_efficiency": (tokens - overlap) / (n * seq_length) if n else 0.0,
         "overlap_tokens": overlap,
         "overlap_fraction": overlap / tokens if tokens else 0.0,
         "full_samples": int(np.count_nonzero(arr == seq_length)),

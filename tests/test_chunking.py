@@ -388,6 +388,7 @@ def test_report_counts_overlap_and_efficiency(sample_docs, chunker_factory):
     assert reports["knowlm"]["overlap_tokens"] > 0
     assert reports["knowlm"]["samples"] == reports["disjoint"]["samples"]
     assert reports["knowlm"]["packing_efficiency"] > reports["disjoint"]["packing_efficiency"]
+    assert reports["knowlm"]["unique_packing_efficiency"] == pytest.approx(reports["disjoint"]["packing_efficiency"])
     # hand-made: two samples sharing 3 tokens
     a = Sample(np.arange(6, dtype=np.int32), 0, 10, True, False, 0, 5)
     b = Sample(np.arange(5, dtype=np.int32), 4, 20, False, True, 2, 6)
