@@ -28,6 +28,9 @@ builds one per worker (stage 04 does).
 
 from __future__ import annotations
 
+import bisect
+import itertools
+import operator
 import os
 import re
 from collections import Counter, OrderedDict
@@ -457,12 +460,17 @@ class DocumentChunker:
         self.char_lengths = np.full(n, _BIG, dtype=np.int64)
         self.byte_lengths = np.full(n, _BIG, dtype=np.int64)
         self._is_byte = np.zeros(n, dtype=bool)
+        self._is_continuation = np.zeros(n, dtype=bool)  # byte pieces 0x80-0xBF: inside a character
         for i in range(n):
             if self.sp.is_byte(i):
                 self.byte_lengths[i] = 1
                 self._is_byte[i] = True
-                if int(self.sp.id_to_piece(i)[3:5], 16) < 0x80:
-                    self.char_lengths[i] = 1  # <0x0A> etc.: a whole ASCII character
+                value = int(self.sp.id_to_piece(i)[3:5], 16)
+                if value < 0x80 or 0xC0 <= value <= 0xF7:
+                    self.char_lengths[i] = 1  # an ASCII character (<0x0A>) or the first byte of one
+                elif value <= 0xBF:
+                    self.char_lengths[i] = 0
+                    self._is_continuation[i] = True
             elif not (self.sp.is_unknown(i) or self.sp.is_control(i) or self.sp.is_unused(i)):
                 piece = self.sp.id_to_piece(i)
                 self.char_lengths[i] = len(piece)
@@ -491,12 +499,13 @@ class DocumentChunker:
         each document took. All three give identical arrays (tested).
 
         - ``"chars"``: a per-id table of how many characters a piece stands for ("▁" is the one
-          space it replaced; an ASCII byte piece such as ``<0x0A>`` is one character), summed
-          with numpy, minus the dummy prefix. Exact when every token is made of whole
-          characters; a non-ASCII byte piece or an <unk> breaks the total → ``"bytes"``.
+          space it replaced), summed with numpy, minus the dummy prefix. A byte piece counts 1
+          if it starts a character (``<0x0A>``, ``<0xE4>``) and 0 if it continues one, and a
+          token followed by a continuation byte ends inside a character (-1). An <unk> (its
+          length is unknown) breaks the total → ``"bytes"``.
         - ``"bytes"``: the same with UTF-8 byte lengths (a byte piece ``<0xNN>`` is one byte),
-          then byte offsets → character offsets. A literal "▁" in the text (3 bytes counted as
-          1) or an <unk> breaks the total → ``"proto"``.
+          then byte offsets → character offsets (kept as an independent cross-check; it fails
+          where ``"chars"`` does, and on a literal "▁" in the text: 3 bytes counted as 1).
         - ``"proto"``: the offsets SentencePiece reports in ``encode(out_type="proto")`` (one
           Python object per token: the slowest).
         """
@@ -510,13 +519,18 @@ class DocumentChunker:
             if len(ids) == 0:
                 return ids, np.zeros(0, np.int64), want
         if want == "chars":
-            ends = np.cumsum(self.char_lengths[ids])
+            ends = self.char_lengths[ids].cumsum()
             if int(ends[-1]) - len(text) == dummy:
+                if dummy:
+                    ends -= dummy
+                inside = self._is_continuation[ids]  # a token followed by a continuation byte
+                if inside.any():                     # ends inside a character
+                    ends[:-1][inside[1:]] = -1
                 self.path_counts["chars"] += 1
-                return ids, ends - dummy if dummy else ends, "chars"
+                return ids, ends, "chars"
             want = "bytes"
         if want == "bytes":
-            ends = np.cumsum(self.byte_lengths[ids])
+            ends = self.byte_lengths[ids].cumsum()
             starts = None if text.isascii() else _char_byte_starts(text)
             n_bytes = len(text) if starts is None else int(starts[-1])
             if int(ends[-1]) - n_bytes == dummy:
@@ -549,25 +563,28 @@ class DocumentChunker:
         n_tok = len(ids)
         if n_tok == 0:
             return ids, [0], [0]
+        ce = char_ends.tolist()  # plain lists and bisect: cheaper than numpy calls for a few boundaries
         token_cuts, char_cuts = [0], [0]
         if bounds:
             # non-decreasing ends (a -1 inside a character becomes the character's start, so
             # the first token ending at a character boundary is the one that really ends there)
-            search = char_ends if used == "chars" else np.maximum.accumulate(char_ends)
-            b = np.asarray(bounds, dtype=np.int64)
-            k = np.searchsorted(search, b)
-            hit = search[np.minimum(k, n_tok - 1)] == b  # a token ends exactly at the boundary
-            token_cuts += (k[hit] + 1).tolist()
-            char_cuts += b[hit].tolist()
+            search = ce if ce[0] >= 0 and min(ce) >= 0 else list(itertools.accumulate(ce, max))
+            k = 0
+            for b in bounds:
+                k = bisect.bisect_left(search, b, k)
+                if k == n_tok:
+                    break
+                if search[k] == b:  # a token ends exactly at the boundary
+                    token_cuts.append(k + 1)
+                    char_cuts.append(b)
         token_cuts.append(n_tok)
         char_cuts.append(len(text))
-        longest = max(b - a for a, b in zip(token_cuts, token_cuts[1:]))
-        if longest + self.add_bos + self.add_eos > self.seq_length:
-            cost = [b - a for a, b in zip(token_cuts, token_cuts[1:])]
+        if max(map(operator.sub, token_cuts[1:], token_cuts)) + self.add_bos + self.add_eos > self.seq_length:
+            cost = list(map(operator.sub, token_cuts[1:], token_cuts))
             cost[0] += self.add_bos
             cost[-1] += self.add_eos
             if max(cost) > self.seq_length:
-                token_cuts, char_cuts = self._split_long(token_cuts, char_cuts, char_ends.tolist(), n_tok)
+                token_cuts, char_cuts = self._split_long(token_cuts, char_cuts, ce, n_tok)
         return ids, token_cuts, char_cuts
 
     def _split_long(self, token_cuts: list[int], char_cuts: list[int], ce: list[int], n_tok: int):
@@ -605,7 +622,7 @@ class DocumentChunker:
         n_units = len(token_cuts) - 1
         if n_units == 0:
             return []
-        lengths = [b - a for a, b in zip(token_cuts, token_cuts[1:])]
+        lengths = list(map(operator.sub, token_cuts[1:], token_cuts))
         groups = _greedy(lengths, self.seq_length, self.strategy == "knowlm", self.add_bos, self.add_eos)
         out = []
         for s, e in groups:
