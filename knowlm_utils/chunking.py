@@ -341,9 +341,10 @@ def _greedy(lengths: list[int], seq_length: int, backward: bool, bos: bool, eos:
 class Sample:
     """One training sample of a document.
 
-    ``ids``: int32 token ids, BOS/EOS included where present; ``char_start``/``char_end``: the
-    span of the document text it covers; ``token_start``/``token_end``: its range in the
-    document's one-pass encoding (BOS/EOS excluded; -1 when unknown) — used to count overlap.
+    ``ids``: int32 token ids (read-only), BOS/EOS included where present;
+    ``char_start``/``char_end``: the span of the document text it covers;
+    ``token_start``/``token_end``: its range in the document's one-pass encoding (BOS/EOS
+    excluded; -1 when unknown) — used to count overlap.
     """
 
     ids: np.ndarray
@@ -484,9 +485,13 @@ class DocumentChunker:
 
     # -------------------------------------------------------------- token offsets ----
     def _encode_ids(self, text: str) -> np.ndarray:
+        """int32 ids, read-only (samples hold views of them)."""
         if self._numpy_ids:
-            return self.sp.encode(text, out_type="numpy")
-        return np.asarray(self.sp.encode(text), dtype=np.int32)
+            ids = self.sp.encode(text, out_type="numpy")
+        else:
+            ids = np.asarray(self.sp.encode(text), dtype=np.int32)
+        ids.flags.writeable = False
+        return ids
 
     def token_char_ends(self, text: str, path: str = "auto") -> tuple[np.ndarray, np.ndarray, str]:
         """Encode ``text`` once; returns ``(ids, char_ends, path_used)``: ``char_ends[k]`` is the
@@ -636,8 +641,9 @@ class DocumentChunker:
                     sample_ids[0] = self.bos_id
                 if eos:
                     sample_ids[-1] = self.eos_id
+                sample_ids.flags.writeable = False
             else:
-                sample_ids = ids[ts:te]
+                sample_ids = ids[ts:te]  # a view of the document's ids (read-only)
             out.append(Sample(sample_ids, char_cuts[s], char_cuts[e], bos, eos, ts, te))
         return out
 
@@ -684,8 +690,9 @@ def verify_samples(model, text: str, samples: list[Sample], seq_length: int | No
     (its leading space, if any, is real text and already part of its first token), so encoding
     it with the prefix would invent a "▁" the document never had; and equality with an
     independent encoding of the sample's own text proves that no token was cut in half and no
-    merge across the cut was lost (SentencePiece's pre-tokenisation and BPE merges are local,
-    so this holds at every boundary where the one-pass encoding has a token boundary).
+    merge across the cut was lost. (SentencePiece's whitespace pre-tokenisation and its BPE
+    merges are local, which is why a cut at a token boundary of the one-pass encoding passes
+    this check; the check is what makes sure, for any model.)
 
     Also checked: BOS only at the document start, EOS only at its end, samples in order and
     covering the whole text without gaps, and (if given) no sample longer than ``seq_length``.
@@ -739,9 +746,9 @@ def chunking_report(samples_per_doc: Iterable[list[Sample]], seq_length: int, bi
     ``overlap_tokens`` (tokens that appear in more than one sample of their document: the
     price of the ``knowlm`` strategy's backward extension), ``overlap_fraction`` =
     overlap_tokens / tokens, ``unique_packing_efficiency`` = (tokens − overlap_tokens) /
-    (samples × seq_length) (the share of the budget filled with text not seen elsewhere), ``full_samples`` (exactly seq_length long), ``samples_per_doc``
-    (histogram ``{count: documents}`` and mean) and ``length_histogram`` (``bins`` equal bins
-    over 0..seq_length).
+    (samples × seq_length) (the share of the budget filled with text not seen elsewhere),
+    ``full_samples`` (exactly seq_length long), ``samples_per_doc`` (histogram ``{count:
+    documents}`` and mean) and ``length_histogram`` (``bins`` equal bins over 0..seq_length).
     """
     lengths: list[int] = []
     per_doc: Counter = Counter()

@@ -28,8 +28,8 @@ def sentences(text: str, lang: str) -> list[str]:
 # ------------------------------------------------------------------------ splitters -------
 def test_zh_keeps_terminators_and_closing_quotes_with_the_sentence():
     text = "他说：“你好！”然后走了。第二句？是的；第三句!结束\n新的一段。  下一句"
-    assert sentences(text, "zh") == ["他说：“你好！”", "然后走了。", "第二句？", "是的；", "第三句!", "结束",
-                                     "\n新的一段。", "  下一句"]
+    assert sentences(text, "zh") == ["他说：“你好！”", "然后走了。", "第二句？", "是的；", "第三句!",
+                                     "结束", "\n新的一段。", "  下一句"]
 
 
 def test_en_rules_on_tricky_text():
