@@ -563,8 +563,10 @@ class DocumentChunker:
         """``(ids, token_cuts, char_cuts)``: unit u is tokens ``token_cuts[u]:token_cuts[u+1]``
         and text ``char_cuts[u]:char_cuts[u+1]``. Units are sentences (merged where a token
         straddles their boundary) and pieces of over-long sentences."""
+        return self._units(text, lang, *self.token_char_ends(text))
+
+    def _units(self, text: str, lang: str, ids: np.ndarray, char_ends: np.ndarray, used: str):
         bounds = sentence_boundaries(text, lang)
-        ids, char_ends, used = self.token_char_ends(text)
         n_tok = len(ids)
         if n_tok == 0:
             return ids, [0], [0]
@@ -620,13 +622,15 @@ class DocumentChunker:
     # -------------------------------------------------------------- samples ----------
     def chunk(self, text: str, lang: str) -> list[Sample]:
         """Samples of ``text`` (``[]`` for an empty text), in document order."""
+        _splitter(lang)  # reject an unknown language whatever the text
         if not text:
-            _splitter(lang)  # still reject an unknown language
             return []
-        ids, token_cuts, char_cuts = self.units(text, lang)
+        ids, char_ends, used = self.token_char_ends(text)
+        if len(ids) + self.add_bos + self.add_eos <= self.seq_length:  # the whole document fits:
+            ids = self._with_bos_eos(ids, self.add_bos, self.add_eos)   # no need to find sentences
+            return [Sample(ids, 0, len(text), self.add_bos, self.add_eos, 0, len(char_ends))] if len(ids) else []
+        ids, token_cuts, char_cuts = self._units(text, lang, ids, char_ends, used)
         n_units = len(token_cuts) - 1
-        if n_units == 0:
-            return []
         lengths = list(map(operator.sub, token_cuts[1:], token_cuts))
         groups = _greedy(lengths, self.seq_length, self.strategy == "knowlm", self.add_bos, self.add_eos)
         out = []
@@ -634,17 +638,20 @@ class DocumentChunker:
             ts, te = token_cuts[s], token_cuts[e]
             bos = self.add_bos and s == 0
             eos = self.add_eos and e == n_units
-            if bos or eos:
-                sample_ids = np.empty(te - ts + bos + eos, dtype=np.int32)
-                sample_ids[bos:bos + te - ts] = ids[ts:te]
-                if bos:
-                    sample_ids[0] = self.bos_id
-                if eos:
-                    sample_ids[-1] = self.eos_id
-                sample_ids.flags.writeable = False
-            else:
-                sample_ids = ids[ts:te]  # a view of the document's ids (read-only)
-            out.append(Sample(sample_ids, char_cuts[s], char_cuts[e], bos, eos, ts, te))
+            out.append(Sample(self._with_bos_eos(ids[ts:te], bos, eos), char_cuts[s], char_cuts[e], bos, eos, ts, te))
+        return out
+
+    def _with_bos_eos(self, ids: np.ndarray, bos: bool, eos: bool) -> np.ndarray:
+        """``ids`` (a read-only view of the document's ids) with BOS/EOS around it, read-only."""
+        if not (bos or eos) or not len(ids):
+            return ids
+        out = np.empty(len(ids) + bos + eos, dtype=np.int32)
+        out[bos:bos + len(ids)] = ids
+        if bos:
+            out[0] = self.bos_id
+        if eos:
+            out[-1] = self.eos_id
+        out.flags.writeable = False
         return out
 
     def verify(self, text: str, samples: list[Sample]) -> None:
