@@ -396,3 +396,17 @@ def test_report_counts_overlap_and_efficiency(sample_docs, chunker_factory):
     rep = chunking_report([[a, b], []], 8)
     assert (rep["overlap_tokens"], rep["tokens"], rep["empty_documents"]) == (3, 11, 1)
     assert rep["overlap_fraction"] == pytest.approx(3 / 11)
+
+
+def test_a_document_that_fits_is_one_sample_and_one_token_more_splits_it(chunker_factory):
+    sp = chunker_factory().sp
+    text = "The Nile flows north. It ends in the Mediterranean Sea. Cairo lies on its banks."
+    n = len(sp.encode(text))
+    fits = DocumentChunker(sp, n + 2).chunk(text, "en")
+    assert len(fits) == 1 and (fits[0].char_start, fits[0].char_end, fits[0].bos, fits[0].eos) == (0, len(text), 1, 1)
+    assert list(fits[0].ids) == [sp.bos_id()] + sp.encode(text) + [sp.eos_id()]
+    for strategy in ("knowlm", "disjoint"):
+        ch = DocumentChunker(sp, n + 1, strategy)
+        samples = ch.chunk(text, "en")
+        verify_samples(ch, text, samples)
+        assert len(samples) == 2
