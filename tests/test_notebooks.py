@@ -19,3 +19,13 @@ def test_all_notebooks_smoke(tmp_path):
     m = summary["notebooks"]["01_corpus_construction"]["metrics"]
     assert m["docs_in"] == m["kept"] + m["filtered"] + m["duplicates"] + m["skipped"]
     assert m["noise_recall"] >= 0.9 and m["blocklist_clean_removed"] == 0
+    m2 = summary["notebooks"]["02_tokenizer_and_vocabulary"]["metrics"]
+    assert m2["hf_mismatch_texts"] == 0
+    assert m2["tokens_per_char_ext_zh"] < 0.8 * m2["tokens_per_char_base_zh"]
+    assert abs(m2["tokens_per_char_ext_en"] - m2["tokens_per_char_base_en"]) < 0.01
+    assert m2["vocab_extended"] == m2["vocab_base"] + m2["added_pieces"]
+    m3 = summary["notebooks"]["03_sentences_and_chunking"]["metrics"]
+    assert m3["samples_knowlm"] == m3["samples_disjoint"]
+    assert m3["packing_efficiency_knowlm"] >= m3["packing_efficiency_disjoint"]
+    m4 = summary["notebooks"]["04_mmap_token_index"]["metrics"]
+    assert m4["merge_ok"] and m4["resume_ok"] and m4["train_samples"] > 0
