@@ -102,37 +102,12 @@ def _baseline_init(model_file: str) -> None:
 
 
 def _baseline_encode(item: tuple[str, str, int]) -> list[list[int]]:
-    """KnowLM's dsmt_encode: split, encode each sentence (BOS on the first, EOS on the last),
-    cut over-long sentences, greedy-merge (forward fill then backward extension)."""
-    from knowlm_utils.chunking import split_sentences
+    """KnowLM's dsmt_encode (``chunking.encode_per_sentence``): split, encode each sentence
+    separately, cut over-long sentences, greedy-merge with backward extension, Python lists."""
+    from knowlm_utils.chunking import encode_per_sentence
 
     text, lang, seq_length = item
-    spans = split_sentences(text, lang)
-    pieces: list[list[int]] = []
-    for k, (s, e) in enumerate(spans):
-        ids = _SP.encode(text[s:e])
-        if k == 0:
-            ids = [_SP.bos_id()] + ids
-        if k == len(spans) - 1:
-            ids = ids + [_SP.eos_id()]
-        pieces.extend(ids[i:i + seq_length] for i in range(0, len(ids), seq_length))
-    lengths = [len(p) for p in pieces]
-    samples, i = [], 0
-    while i < len(lengths):
-        total, j = lengths[i], i + 1
-        while j < len(lengths) and total + lengths[j] <= seq_length:
-            total += lengths[j]
-            j += 1
-        start = i
-        while start - 1 >= 0 and total + lengths[start - 1] <= seq_length:
-            total += lengths[start - 1]
-            start -= 1
-        sample: list[int] = []
-        for p in pieces[start:j]:
-            sample.extend(p)
-        samples.append(sample)
-        i = j
-    return samples
+    return encode_per_sentence(_SP, text, lang, seq_length)
 
 
 def run_baseline(corpus: Path, model_file: Path, out_prefix: Path, seq_length: int, workers: int) -> dict:
