@@ -18,11 +18,14 @@ import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import xxhash
-from datasketch import LeanMinHash, MinHash, MinHashLSH
 
 from .config import field
+
+if TYPE_CHECKING:
+    from datasketch import LeanMinHash
 
 _WS = re.compile(r"\s+")
 
@@ -62,6 +65,10 @@ class Deduplicator:
     """``check(doc_id, text)`` returns ``None`` (new: remembered) or ``(kind, first_id)``."""
 
     def __init__(self, config: DedupConfig | None = None):
+        # datasketch (and the scipy it pulls in, ~0.5 s) is imported only when a deduplicator is
+        # built, so that modules reading the cleaned corpus stay cheap to import in worker processes.
+        from datasketch import MinHash, MinHashLSH
+
         self.config = cfg = config or DedupConfig()
         self._exact: dict[bytes, str] = {}
         self._lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm) if cfg.near else None
@@ -70,6 +77,8 @@ class Deduplicator:
         self._perms, self._scheme = template.permutations, template.scheme  # computed once
 
     def signature(self, text: str) -> LeanMinHash:
+        from datasketch import LeanMinHash, MinHash
+
         mh = MinHash(num_perm=self.config.num_perm, seed=self.config.seed, hashfunc=_hash32,
                      permutations=self._perms, scheme=self._scheme)
         mh.update_batch(list(shingles(text, self.config.ngram)))
