@@ -10,7 +10,7 @@ import sys
 from .config import ConfigError
 
 # stage modules that register subcommands through ``add_cli(subparsers)``
-STAGE_MODULES = ("course", "corpus", "tokenizer", "preprocess", "indexed", "launch")
+STAGE_MODULES = ("course", "corpus", "tokenizer", "preprocess", "indexed", "launch", "pretrain")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,6 +9,8 @@ import yaml
 from knowlm_utils.config import load_config
 from knowlm_utils.course import CourseConfig, discover
 from knowlm_utils.corpus import load_corpus_config
+from knowlm_utils.preprocess import load_preprocess_config
+from knowlm_utils.pretrain import load_pretrain_config, resolve_deepspeed
 from knowlm_utils.tokenizer import load_tokenizer_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,6 +42,11 @@ def test_every_yaml_loads():
             load_corpus_config(path)
         elif path.name.startswith("tokenizer-"):
             load_tokenizer_config(path)
+        elif path.name.startswith("preprocess-"):
+            load_preprocess_config(path)
+        elif path.parent.name == "pretrain":
+            cfg = load_pretrain_config(path)
+            resolve_deepspeed(cfg.deepspeed, "cpu" if cfg.device == "cpu" else "cuda", cfg)  # file exists, expands
         else:
             yaml.safe_load(path.read_text("utf-8"))
     for path in [ROOT / "environment.yml", *ROOT.glob("data_samples/**/*.yaml")]:
