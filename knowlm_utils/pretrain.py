@@ -558,9 +558,16 @@ def build_pretrain_model(config: PretrainConfig, tokenizer_dir: Path, log=print)
     """The model to train: ``model.init_from`` (vocabulary grown to the tokenizer's with mean
     initialisation when the tokenizer is larger, as after Chinese vocabulary extension) or a
     fresh ``model.preset`` whose vocabulary follows the tokenizer."""
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
     from .modeling import build_model, model_config, tokenizer_info
 
     info = tokenizer_info(tokenizer_dir)
+    zero3 = is_deepspeed_zero3_enabled()  # set by TrainingArguments with a ZeRO-3 config
+    if zero3:
+        import deepspeed
+
+        deepspeed.init_distributed()  # zero.Init needs the process group now (idempotent; the Trainer reuses it)
     if config.model.init_from:
         from transformers import AutoModelForCausalLM
 
@@ -568,7 +575,7 @@ def build_pretrain_model(config: PretrainConfig, tokenizer_dir: Path, log=print)
         if not (src / "config.json").is_file():
             raise FileNotFoundError(f"model.init_from: {src} is not a Hugging Face model folder (no config.json)")
         model = AutoModelForCausalLM.from_pretrained(str(src), dtype="float32", trust_remote_code=False)
-        vocab = model.get_input_embeddings().weight.shape[0]
+        vocab = int(model.config.vocab_size)
         if info.vocab_size > vocab:
             model.resize_token_embeddings(info.vocab_size, mean_resizing=True)
             log(f"model: resized embeddings of {src} from {vocab} to the tokenizer's {info.vocab_size} rows (mean init)")
@@ -578,6 +585,12 @@ def build_pretrain_model(config: PretrainConfig, tokenizer_dir: Path, log=print)
                                                         _shape_positions(config.model.preset)))
     cfg = model_config(config.model.preset, tokenizer_dir,
                        pad_vocab_to_multiple_of=config.model.pad_vocab_to_multiple_of, **overrides)
+    if zero3:  # built directly in partitions (deepspeed.zero.Init) by transformers
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        torch.manual_seed(config.seed)
+        return AutoModelForCausalLM.from_config(cfg), info
     return build_model(cfg, seed=config.seed), info
 
 
@@ -606,8 +619,11 @@ def apply_stage(model, config: PretrainConfig):
 
 
 def trainable_parameter_count(model) -> tuple[int, int]:
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return trainable, sum(p.numel() for p in model.parameters())
+    """(trainable, total) parameters; ZeRO-3 partitioned tensors report their full size in ds_numel."""
+    def size(p) -> int:
+        return int(getattr(p, "ds_numel", p.numel()))
+
+    return sum(size(p) for p in model.parameters() if p.requires_grad), sum(size(p) for p in model.parameters())
 
 
 # ============================================================================ checkpoints =
@@ -645,6 +661,16 @@ def _print(msg: str) -> None:
         print(f"[pretrain] {msg}", flush=True)
 
 
+def _open_index(prefix: Path, key: str):
+    from .indexed import MMapTokenIndex, index_paths
+
+    if not index_paths(prefix)["idx"].is_file():
+        raise FileNotFoundError(f"{key}: no token index at {prefix} (.idx/.bin). It is produced by notebook "
+                                "04_mmap_token_index or `knowlm preprocess CONFIG.yaml --out WORKDIR/index`; "
+                                "check workdir / the path in the config")
+    return MMapTokenIndex(prefix)
+
+
 def _check_index_against_tokenizer(index, tokenizer_dir: Path, vocab_size: int) -> None:
     m = index.manifest or {}
     if m.get("vocab_size") is not None and int(m["vocab_size"]) > vocab_size:
@@ -661,7 +687,7 @@ def _check_index_against_tokenizer(index, tokenizer_dir: Path, vocab_size: int) 
                              "tokenizer the index was built with")
 
 
-def _save_final(trainer, config: PretrainConfig, model, tokenizer_dir: Path, output_dir: Path) -> Path:
+def _save_final(trainer, config: PretrainConfig, tokenizer_dir: Path, output_dir: Path) -> Path:
     """Write OUTPUT/final atomically: save into a temp folder (every rank takes part — ZeRO-3
     gathers the weights), then rank 0 adds the tokenizer files (and, for LoRA, the merged model)
     and renames it into place."""
@@ -679,7 +705,8 @@ def _save_final(trainer, config: PretrainConfig, model, tokenizer_dir: Path, out
         for name in TOKENIZER_FILES:
             if (tokenizer_dir / name).is_file():
                 shutil.copy2(tokenizer_dir / name, tmp / name)
-        (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle; the config is in metrics.json
+        for pickle_file in (tmp / "training_args.bin", tmp / "adapter" / "training_args.bin"):
+            pickle_file.unlink(missing_ok=True)  # a pickle; the config is in metrics.json
         old = output_dir / f".{FINAL_DIR}.old"
         if final.exists():
             if old.exists():
@@ -693,7 +720,8 @@ def _save_final(trainer, config: PretrainConfig, model, tokenizer_dir: Path, out
 
 
 def _merge_lora(config: PretrainConfig, adapter_dir: Path, out_dir: Path) -> None:
-    """Base (``init_from``, resized like in training) + adapter → a plain merged model in out_dir."""
+    """Base (``init_from``, resized like in training) + adapter → a plain merged model in out_dir.
+    Runs on rank 0 in fp32 on the CPU (for 13B that is ~52 GB of host memory)."""
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
@@ -706,6 +734,38 @@ def _merge_lora(config: PretrainConfig, adapter_dir: Path, out_dir: Path) -> Non
         base.resize_token_embeddings(vocab, mean_resizing=True)
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     merged.save_pretrained(str(out_dir), safe_serialization=True)
+
+
+def training_arguments(config: PretrainConfig, output_dir: Path, device: str, precision: str,
+                       ds_config: dict | None, has_eval: bool):
+    """``TrainingArguments`` for the run. ``ignore_data_skip=True``: the sampler itself restarts at
+    the checkpoint's step, the Trainer must not also skip batches."""
+    from transformers import TrainingArguments
+
+    from .launch import trainer_device_args
+
+    warmup = config.warmup_steps if config.warmup_steps is not None else round(config.warmup_ratio * config.max_steps)
+    scheduler, scheduler_kwargs = config.lr_scheduler, {}
+    if config.min_lr_ratio > 0 and scheduler == "cosine":
+        scheduler, scheduler_kwargs = "cosine_with_min_lr", {"min_lr_rate": config.min_lr_ratio}
+    return TrainingArguments(
+        output_dir=str(output_dir), max_steps=config.max_steps, per_device_train_batch_size=config.micro_batch,
+        per_device_eval_batch_size=config.eval_batch or config.micro_batch,
+        gradient_accumulation_steps=config.grad_accum, learning_rate=config.lr, lr_scheduler_type=scheduler,
+        lr_scheduler_kwargs=scheduler_kwargs, warmup_steps=warmup, weight_decay=config.weight_decay,
+        adam_beta1=config.betas[0], adam_beta2=config.betas[1], adam_epsilon=config.eps,
+        max_grad_norm=config.max_grad_norm, fp16=precision == "fp16", bf16=precision == "bf16",
+        logging_steps=config.logging_steps, logging_first_step=True,
+        eval_strategy="steps" if has_eval and config.eval_steps else "no", eval_steps=config.eval_steps,
+        eval_on_start=has_eval and config.eval_on_start,
+        save_strategy="steps" if config.save_steps else "no", save_steps=config.save_steps or 500,
+        save_total_limit=config.save_total_limit, seed=config.seed, data_seed=config.seed,
+        ignore_data_skip=True, report_to=[], disable_tqdm=not config.progress,
+        include_num_input_tokens_seen="non_padding", dataloader_num_workers=config.dataloader_workers,
+        remove_unused_columns=False, deepspeed=ds_config,
+        ddp_backend="gloo" if device == "cpu" and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
+        **trainer_device_args(device),
+    )
 
 
 def main(config: PretrainConfig | str | os.PathLike, overrides: list[str] | None = None) -> dict[str, Any]:
@@ -727,19 +787,21 @@ def main(config: PretrainConfig | str | os.PathLike, overrides: list[str] | None
             os.environ.get("KNOWLM_TORCH_EXTENSIONS_DIR") or DEFAULT_EXTENSIONS_DIR)).resolve()))
         if "RANK" not in os.environ and "LOCAL_RANK" not in os.environ:
             os.environ.update(in_process_env())  # a notebook kernel: a one-process "distributed" job
-    import torch
-    from transformers import TrainingArguments
-
-    from .indexed import MMapTokenIndex, ProportionalBatchSampler, TokenIndexDataset
-    from .launch import trainer_device_args
+    from .indexed import ProportionalBatchSampler, TokenIndexDataset
 
     tokenizer_dir = config.path(config.tokenizer)
     output_dir = config.path(config.output_dir)
-    train_index = MMapTokenIndex(config.path(config.train_index))
-    valid_index = MMapTokenIndex(config.path(config.valid_index)) if config.valid_index else None
+    train_index = _open_index(config.path(config.train_index), "train_index")
+    valid_index = _open_index(config.path(config.valid_index), "valid_index") if config.valid_index else None
+    indices_by_type = (eval_indices(valid_index.type_ranges, config.eval_max_samples_per_type)
+                       if valid_index is not None else {})
+    has_eval = bool(indices_by_type)
+    # TrainingArguments first: with a ZeRO-3 config they make transformers build/load the model
+    # already partitioned over the ranks (deepspeed.zero.Init), so 13B never sits whole in one process
+    args = training_arguments(config, output_dir, device, precision, ds_config, has_eval)
 
     model, tok_info = build_pretrain_model(config, tokenizer_dir, log=_print)
-    vocab_size = model.get_input_embeddings().weight.shape[0]
+    vocab_size = int(model.config.vocab_size)  # (ZeRO-3 partitioned tensors have no full shape)
     for index in (train_index, valid_index):
         if index is not None:
             _check_index_against_tokenizer(index, tokenizer_dir, vocab_size)
@@ -760,38 +822,13 @@ def main(config: PretrainConfig | str | os.PathLike, overrides: list[str] | None
 
     unigram: dict[str, float] = {}
     unigram_info: dict[str, Any] = {}
-    indices_by_type: dict[str, np.ndarray] = {}
-    if valid_index is not None and len(valid_index):
-        indices_by_type = eval_indices(valid_index.type_ranges, config.eval_max_samples_per_type)
+    if has_eval:
         counts, unigram_info = unigram_counts(train_index, vocab_size, config.unigram_max_tokens,
                                               progress=config.progress and _is_main_process())
         unigram = unigram_cross_entropy(counts, valid_index, indices_by_type)
     evaluator = TypedEvaluator(TokenIndexDataset(valid_index) if valid_index is not None else None, indices_by_type,
-                               collator, config.eval_batch or config.micro_batch, unigram)
-
-    warmup = config.warmup_steps if config.warmup_steps is not None else round(config.warmup_ratio * config.max_steps)
-    scheduler, scheduler_kwargs = config.lr_scheduler, {}
-    if config.min_lr_ratio > 0 and scheduler == "cosine":
-        scheduler, scheduler_kwargs = "cosine_with_min_lr", {"min_lr_rate": config.min_lr_ratio}
-    has_eval = bool(indices_by_type)
-    args = TrainingArguments(
-        output_dir=str(output_dir), max_steps=config.max_steps, per_device_train_batch_size=config.micro_batch,
-        per_device_eval_batch_size=config.eval_batch or config.micro_batch,
-        gradient_accumulation_steps=config.grad_accum, learning_rate=config.lr, lr_scheduler_type=scheduler,
-        lr_scheduler_kwargs=scheduler_kwargs, warmup_steps=warmup, weight_decay=config.weight_decay,
-        adam_beta1=config.betas[0], adam_beta2=config.betas[1], adam_epsilon=config.eps,
-        max_grad_norm=config.max_grad_norm, fp16=precision == "fp16", bf16=precision == "bf16",
-        logging_steps=config.logging_steps, logging_first_step=True,
-        eval_strategy="steps" if has_eval and config.eval_steps else "no", eval_steps=config.eval_steps,
-        eval_on_start=has_eval and config.eval_on_start,
-        save_strategy="steps" if config.save_steps else "no", save_steps=config.save_steps or 500,
-        save_total_limit=config.save_total_limit, seed=config.seed, data_seed=config.seed,
-        ignore_data_skip=True, report_to=[], disable_tqdm=not config.progress,
-        include_num_input_tokens_seen="non_padding", dataloader_num_workers=config.dataloader_workers,
-        remove_unused_columns=False, deepspeed=ds_config,
-        ddp_backend="gloo" if device == "cpu" and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
-        **trainer_device_args(device),
-    )
+                               CausalLMCollator(pad_id, config.seq_length, pad_source),
+                               config.eval_batch or config.micro_batch, unigram)
     callbacks = [_log_history_callback(output_dir)]
     if config.stop_at_step is not None and config.stop_at_step < config.max_steps:
         callbacks.append(_stop_callback(config.stop_at_step))
@@ -837,7 +874,7 @@ def main(config: PretrainConfig | str | os.PathLike, overrides: list[str] | None
         else:
             final_eval = trainer.evaluate()
     if completed:
-        final = _save_final(trainer, config, trainer.model, tokenizer_dir, output_dir)
+        final = _save_final(trainer, config, tokenizer_dir, output_dir)
     else:
         _print(f"stopped at step {trainer.state.global_step} of {config.max_steps} (stop_at_step); checkpoint: "
                f"{latest_checkpoint(output_dir)}; continue with resume_from: latest")
@@ -856,7 +893,8 @@ def main(config: PretrainConfig | str | os.PathLike, overrides: list[str] | None
         "eval_seconds_in_loop": eval_seconds_in_loop,
         # training throughput: this session's real (non-pad) tokens over its run time minus evaluation
         "tokens_per_s": session_tokens / (runtime - eval_seconds_in_loop) if runtime > eval_seconds_in_loop else None,
-        "train_loss": train_out.metrics.get("train_loss"), "truncated_samples": collator.truncated,
+        "train_loss": train_out.metrics.get("train_loss"),
+        "truncated_train_samples_rank0": collator.truncated if config.dataloader_workers == 0 else None,
         "proportions": proportions, "counts_per_batch": sampler.counts_per_batch,
         "unigram": unigram, "unigram_counts": unigram_info, "final_eval": final_eval,
         "wall_s": time.time() - t_start, "config": dataclasses.asdict(config),
@@ -866,10 +904,24 @@ def main(config: PretrainConfig | str | os.PathLike, overrides: list[str] | None
         write_json_atomic(output_dir / METRICS, metrics)
         _print(f"done: step {metrics['global_step']}, {tokens_seen:,} tokens, "
                f"{metrics['tokens_per_s'] or 0:,.0f} tokens/s" + (f"; final model → {final}" if final else ""))
+        if collator.truncated:
+            _print(f"warning: {collator.truncated} training samples (rank 0) were longer than seq_length "
+                   f"{config.seq_length} and lost their tail: build the index with the same seq_length")
         if final_eval:
             _print(f"held-out loss {final_eval.get('eval_loss', float('nan')):.4f} vs unigram "
                    f"{unigram.get('all', float('nan')):.4f}")
     return metrics
+
+
+def read_history(output_dir: str | os.PathLike) -> dict[str, list[dict[str, Any]]]:
+    """OUTPUT/log_history.json split into ``train`` rows (step, loss, learning_rate, grad_norm,
+    num_input_tokens_seen …) and ``eval`` rows (step, eval_loss, eval_loss_<type>,
+    eval_unigram_loss_<type> …), for plotting during or after a run."""
+    path = Path(output_dir) / LOG_HISTORY
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no log history yet (written at the first logging step)")
+    rows = read_json(path)
+    return {"train": [r for r in rows if "loss" in r], "eval": [r for r in rows if "eval_loss" in r]}
 
 
 # ============================================================================ launching ===
@@ -896,6 +948,8 @@ def launch_pretrain(config_path: str | os.PathLike, nprocs: int = 1, launcher: s
         script_args += ["-o", str(item)]
     argv, env = local_launch(pretrain_script(), script_args, nprocs=nprocs, device=device, launcher=launcher,
                              extensions_dir=extensions_dir)
+    if device == "cpu" and "OMP_NUM_THREADS" not in os.environ:  # share the cores, do not oversubscribe them
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nprocs))
     return run_launcher(argv, env, log_path=log_path, echo=echo, cwd=str(pretrain_script().parent.parent))
 
 
@@ -926,4 +980,5 @@ def add_cli(subparsers) -> None:
 
 __all__ = ["PretrainConfig", "ModelSection", "LoraSection", "load_pretrain_config", "main", "launch_pretrain",
            "CausalLMCollator", "RankBatchSampler", "TypedEvaluator", "unigram_counts", "unigram_cross_entropy",
-           "resolve_deepspeed", "apply_stage", "latest_checkpoint", "eval_indices", "ConfigError"]
+           "resolve_deepspeed", "apply_stage", "latest_checkpoint", "eval_indices", "read_history", "training_arguments",
+           "ConfigError"]

@@ -19,10 +19,10 @@ import yaml
 from knowlm_utils import cli
 from knowlm_utils.config import ConfigError
 from knowlm_utils.indexed import MMapTokenIndex, MMapTokenIndexWriter, ProportionalBatchSampler
-from knowlm_utils.modeling import TokenizerInfo, build_model, model_config
+from knowlm_utils.modeling import TokenizerInfo, build_model, count_parameters, model_config
 from knowlm_utils.pretrain import (CausalLMCollator, PretrainConfig, RankBatchSampler, TypedEvaluator, eval_indices,
                                    latest_checkpoint, launch_pretrain, load_pretrain_config, main, pad_token,
-                                   resolve_deepspeed, unigram_counts, unigram_cross_entropy)
+                                   read_history, resolve_deepspeed, unigram_counts, unigram_cross_entropy)
 from knowlm_utils.tokenizer import write_hf_files
 
 TINY_MODEL = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 128,
@@ -108,6 +108,13 @@ def test_config_yaml_paths_and_validation_errors(tmp_path):
                                (["betas=[0.9]"], "betas must be two numbers")]:
         with pytest.raises(ConfigError, match=message):
             load_pretrain_config(cfg_path, overrides)
+
+
+def test_missing_inputs_name_their_producer(world, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no token index at .*nowhere.*04_mmap_token_index"):
+        main(tiny_config(world, tmp_path / "out", train_index=str(tmp_path / "nowhere")))
+    with pytest.raises(FileNotFoundError, match=r"init_from: .*\(no config.json\)"):
+        main(tiny_config(world, tmp_path / "out", stage="embeddings", model={"init_from": str(tmp_path)}))
 
 
 def test_deepspeed_specs_resolve_for_cpu(tmp_path):
@@ -249,7 +256,9 @@ def test_resumed_run_reproduces_the_uninterrupted_one(world, tmp_path):
     assert full["tokens_seen"] == drawn
     metrics = json.loads((full_out / "metrics.json").read_text("utf-8"))
     assert metrics["final_eval"]["eval_loss"] < metrics["final_eval"]["eval_unigram_loss"] + 3  # finite, sane
-    evals = [h for h in json.loads((full_out / "log_history.json").read_text("utf-8")) if "eval_loss" in h]
+    history = read_history(full_out)
+    assert [h["step"] for h in history["train"]] == list(range(1, 11))
+    evals = history["eval"]
     assert [h["step"] for h in evals] == [5, 10] and all(f"eval_loss_{t}" in evals[0] for t in TYPES)
 
 
@@ -302,6 +311,8 @@ def test_two_process_zero3_run_through_the_deepspeed_launcher(world, tmp_path):
                            echo=False) == 0
     metrics = json.loads((out / "metrics.json").read_text("utf-8"))
     assert metrics["world_size"] == 2 and metrics["deepspeed_stage"] == 3 and metrics["config"]["seed"] == 7
+    # counted from the partitioned ZeRO-3 parameters (their full sizes), it matches the analytic count
+    assert metrics["parameters"] == count_parameters(model_config("cpu-tiny", world["tokenizer"], **TINY_MODEL)).total
     ds_cfg = json.loads((out / "deepspeed_config.json").read_text("utf-8"))
     assert ds_cfg["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
     # rank r took the sampler's batches k·2 + r: the tokens seen are exactly those of batches 0 … 5
