@@ -23,7 +23,9 @@ What it adds to a plain ``Trainer`` run, and why:
   (PEFT LoRA on attention/MLP plus full ``embed_tokens``/``lm_head`` via ``modules_to_save``).
 * **DeepSpeed** from a JSON path, an inline dict or a short spec ``{stage: 3}``; on CPU the
   config is adapted (fp32, no pinned memory, see :func:`knowlm_utils.launch.adapt_for_cpu`) and
-  ZeRO-3 always gathers 16-bit weights on save, so the final model is a normal HF folder.
+  ZeRO-3 always gathers 16-bit weights on save, so the final model is a normal HF folder. Under
+  ZeRO-3 the model is created already partitioned (``deepspeed.zero.Init``), so a fresh ZeRO-3
+  model differs from the same seed's non-ZeRO-3 one (same distribution, other draws).
 * Artifacts: ``OUTPUT/checkpoint-N`` (Trainer checkpoints), ``OUTPUT/final`` (safetensors +
   tokenizer files; ``AutoModelForCausalLM.from_pretrained`` loads it), ``OUTPUT/log_history.json``
   (rewritten atomically at every log, for live plots) and ``OUTPUT/metrics.json`` at the end.

@@ -25,6 +25,7 @@ from knowlm_utils.pretrain import (CausalLMCollator, PretrainConfig, RankBatchSa
                                    read_history, resolve_deepspeed, unigram_counts, unigram_cross_entropy)
 from knowlm_utils.tokenizer import write_hf_files
 
+ROOT = Path(__file__).resolve().parents[1]
 TINY_MODEL = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 128,
               "max_position_embeddings": 64}
 SEQ = 64
@@ -125,7 +126,7 @@ def test_deepspeed_specs_resolve_for_cpu(tmp_path):
     assert short["fp16"] == {"enabled": False} and changes == []
     offload, _ = resolve_deepspeed({"stage": 2, "offload_optimizer": True}, "cpu")
     assert offload["optimizer"]["type"] == "AdamW"  # offload needs DeepSpeed's own CPU Adam
-    cluster = json.loads(Path("configs/deepspeed/knowlm-13b-zero3-offload-fp16.json").read_text())
+    cluster = json.loads((ROOT / "configs" / "deepspeed" / "knowlm-13b-zero3-offload-fp16.json").read_text("utf-8"))
     cpu, changes = resolve_deepspeed({**cluster, "zero_optimization": {**cluster["zero_optimization"],
                                       "stage3_gather_16bit_weights_on_model_save": False}}, "cpu")
     assert cpu["fp16"] == {"enabled": False} and cpu["zero_optimization"]["offload_param"]["pin_memory"] is False
