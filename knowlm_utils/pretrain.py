@@ -940,13 +940,22 @@ def launch_pretrain(config_path: str | os.PathLike, nprocs: int = 1, launcher: s
     """Run ``scripts/pretrain.py CONFIG -o k=v …`` under ``deepspeed`` / ``torchrun`` with
     ``nprocs`` processes on this machine, streaming its output live (a notebook cell shows the
     progress) and appending it to ``log_path``. Raises ``LaunchError`` (exit code + last lines)
-    on failure. Returns 0."""
+    on failure. Returns 0. A relative ``workdir=…`` override is taken from the current directory
+    (or the repository root), like a notebook's ``workdir`` parameter; in the YAML itself,
+    relative paths are taken from the YAML's folder."""
     from .launch import local_launch, run_launcher
+    from .workdir import resolve_path
 
-    script_args: list[str] = [str(Path(config_path).resolve())]
+    config_file = resolve_path(config_path)  # from the cwd if it is there, else from the repository root
+    if not config_file.is_file():
+        raise FileNotFoundError(f"pretraining config not found: {config_path} (looked at {config_file})")
+    script_args: list[str] = [str(config_file)]
     for item in overrides or []:
-        if "=" not in str(item):
+        key, sep, value = str(item).partition("=")
+        if not sep:
             raise ValueError(f"override {item!r} must look like key=value")
+        if key.strip() == "workdir" and value and not Path(value).expanduser().is_absolute():
+            item = f"workdir={resolve_path(value)}"  # a notebook's workdir, not one relative to the YAML
         script_args += ["-o", str(item)]
     argv, env = local_launch(pretrain_script(), script_args, nprocs=nprocs, device=device, launcher=launcher,
                              extensions_dir=extensions_dir)
