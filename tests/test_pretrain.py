@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -116,6 +118,10 @@ def test_missing_inputs_name_their_producer(world, tmp_path):
         main(tiny_config(world, tmp_path / "out", train_index=str(tmp_path / "nowhere")))
     with pytest.raises(FileNotFoundError, match=r"init_from: .*\(no config.json\)"):
         main(tiny_config(world, tmp_path / "out", stage="embeddings", model={"init_from": str(tmp_path)}))
+    # the entry point as a plain process: bad input is a short message and exit code 2
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "pretrain.py"), str(tmp_path / "out.yaml"),
+                           "-o", "micro_batch=-1"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "micro_batch must be a positive integer" in proc.stderr
 
 
 def test_deepspeed_specs_resolve_for_cpu(tmp_path):
