@@ -275,21 +275,25 @@ def main() -> None:
                         "workers": workers, "out": str(tmp / f"{what}-{workers}")}
                 r = measure(spec)
                 rows.append((what, workers, chars1, r))
-        grown = measure({"what": "ours", "corpus": str(c10), "model": str(model), "seq": args.seq_length,
-                         "workers": 1, "out": str(tmp / "ours-grown")})
-        rows.append(("ours", 1, chars10, grown))
+        for what in ("baseline", "ours"):  # the same corpus, `--growth` times larger: memory must stay flat
+            grown = measure({"what": what, "corpus": str(c10), "model": str(model), "seq": args.seq_length,
+                             "workers": 1, "out": str(tmp / f"{what}-grown")})
+            rows.append((what, 1, chars10, grown))
 
-        base = {w: r["wall_s"] for what, w, c, r in rows if what == "baseline"}
+        base = {w: r["wall_s"] for what, w, c, r in rows if what == "baseline" and c == chars1}
         print(f"{'variant':10} {'workers':>7} {'M chars':>8} {'samples':>9} {'wall s':>7} {'Mchar/s':>8} "
               f"{'peak RSS MB':>11} {'vs baseline':>11}")
         for what, w, c, r in rows:
             ratio = f"{base[w] / r['wall_s']:.2f}x" if c == chars1 else "-"
             print(f"{what:10} {w:>7} {c / 1e6:8.1f} {r['samples']:>9} {r['wall_s']:7.2f} "
                   f"{c / 1e6 / r['wall_s']:8.2f} {r['peak_rss_mb']:11.0f} {ratio:>11}")
-        ours1 = next(r for what, w, c, r in rows if what == "ours" and w == 1 and c == chars1)
-        print(f"\npeak RSS of this project's preprocess, 1 worker: {ours1['peak_rss_mb']:.0f} MB at "
-              f"{chars1 / 1e6:.1f} M chars -> {grown['peak_rss_mb']:.0f} MB at {chars10 / 1e6:.1f} M chars "
-              f"({grown['peak_rss_mb'] / ours1['peak_rss_mb']:.2f}x for {args.growth}x the corpus)")
+        print()
+        for name in ("ours", "baseline"):
+            small = next(r for what, w, c, r in rows if what == name and w == 1 and c == chars1)
+            big = next(r for what, w, c, r in rows if what == name and w == 1 and c == chars10)
+            print(f"peak RSS, {name}, 1 worker: {small['peak_rss_mb']:.0f} MB at {chars1 / 1e6:.1f} M chars -> "
+                  f"{big['peak_rss_mb']:.0f} MB at {chars10 / 1e6:.1f} M chars "
+                  f"({big['peak_rss_mb'] / small['peak_rss_mb']:.2f}x for {args.growth}x the corpus)")
 
         prefix = tmp / "big"
         t0 = time.perf_counter()
