@@ -473,8 +473,8 @@ def is_heldout(doc_id: str, percent: float) -> bool:
 
 
 def cleaned_sources(corpus_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
-    """``{source: {"language": ..., "shards": [paths]}}`` of a corpus built by :func:`build`,
-    in build order (read from ``stats.json``)."""
+    """``{source: {"language": ..., "shards": [paths], "documents": kept count}}`` of a corpus
+    built by :func:`build`, in build order (read from ``stats.json``, so nothing is scanned)."""
     corpus_dir = Path(corpus_dir)
     stats_path = corpus_dir / "stats.json"
     if not stats_path.is_file():
@@ -484,7 +484,8 @@ def cleaned_sources(corpus_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
         stats = json.load(fh)
     out: dict[str, dict[str, Any]] = {}
     for name, st in stats["sources"].items():
-        out[name] = {"language": st["language"], "shards": [corpus_dir / name / s for s in st["shards"]]}
+        out[name] = {"language": st["language"], "shards": [corpus_dir / name / s for s in st["shards"]],
+                     "documents": st.get("kept")}
     return out
 
 

@@ -176,10 +176,7 @@ def build(config: PreprocessConfig, output_dir: str | os.PathLike | None = None)
     writers = {s: MMapTokenIndexWriter(out / s, sp.vocab_size()) for s in SPLITS}
     init_args = (str(model_file), config.seq_length, config.strategy, config.add_bos, config.add_eos, config.verify)
     pool = None
-    total_docs = None
-    if config.progress:
-        total_docs = sum(1 for _ in iter_cleaned_documents(config.path(config.corpus_dir), [n for _, n, _ in plan],
-                                                           max_docs_per_source=config.max_docs_per_source))
+    total_docs = _planned_documents(config, plan)
     bar = tqdm(total=total_docs, unit="doc", desc="preprocess", disable=not config.progress)
     try:
         if config.workers > 1:
@@ -203,6 +200,16 @@ def build(config: PreprocessConfig, output_dir: str | os.PathLike | None = None)
         if pool is not None:
             pool.terminate()
     return {**manifests, "wall_s": round(time.perf_counter() - t0, 3)}
+
+
+def _planned_documents(config: PreprocessConfig, plan) -> int | None:
+    """Documents to process, from the corpus's stats.json (no pass over terabytes to count)."""
+    sources = cleaned_sources(config.path(config.corpus_dir))
+    counts = [sources[n].get("documents") for _, n, _ in plan]
+    if any(c is None for c in counts):
+        return None
+    cap = config.max_docs_per_source
+    return sum(c if cap is None else min(c, cap) for c in counts)
 
 
 def _ordered_results(config: PreprocessConfig, plan, pool) -> Iterator:
@@ -298,6 +305,9 @@ def _cli_preprocess(args) -> int:
         print(f"{split}: {m['num_documents']} documents -> {m['num_samples']} samples, {m['num_tokens']} tokens "
               f"({m['dtype']})")
         for name, t in m.get("types", {}).items():
-            print(f"  {name}: samples {t['samples']}, tokens {t['tokens']}")
-    print(f"wrote {args.out or 'output_dir'} in {result['wall_s']:.1f} s")
+            (a, b) = t["samples"]
+            print(f"  {name:8s} {b - a:8d} samples [{a}, {b})  {t['tokens']:12,d} tokens")
+    out = args.out or load_preprocess_config(args.config, overrides).path(
+        load_preprocess_config(args.config, overrides).output_dir)
+    print(f"wrote {out}/{{train,valid}}.{{bin,idx,manifest.json}} in {result['wall_s']:.1f} s")
     return 0
