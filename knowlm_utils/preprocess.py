@@ -307,7 +307,7 @@ def _cli_preprocess(args) -> int:
         for name, t in m.get("types", {}).items():
             (a, b) = t["samples"]
             print(f"  {name:8s} {b - a:8d} samples [{a}, {b})  {t['tokens']:12,d} tokens")
-    out = args.out or load_preprocess_config(args.config, overrides).path(
-        load_preprocess_config(args.config, overrides).output_dir)
+    cfg = load_preprocess_config(args.config, overrides)
+    out = args.out or cfg.path(cfg.output_dir)
     print(f"wrote {out}/{{train,valid}}.{{bin,idx,manifest.json}} in {result['wall_s']:.1f} s")
     return 0
