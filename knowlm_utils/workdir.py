@@ -54,6 +54,12 @@ ARTIFACTS: dict[str, Artifact] = {
         "index", "04_mmap_token_index", "knowlm preprocess CONFIG.yaml --out WORKDIR/index",
         "train.{bin,idx,manifest.json} and valid.{bin,idx,manifest.json}: Megatron-layout token index with typed ranges",
     ),
+    "pretrain_cpu_tiny": Artifact(
+        "pretrain/cpu-tiny", "05_pretraining",
+        "python scripts/pretrain.py configs/pretrain/cpu-tiny.yaml -o workdir=WORKDIR",
+        "the course's pretraining run: final/ (HF model + tokenizer), checkpoint-N/, metrics.json, "
+        "log_history.json, deepspeed_config.json, launch.log",
+    ),
 }
 
 

@@ -29,3 +29,7 @@ def test_all_notebooks_smoke(tmp_path):
     assert m3["packing_efficiency_knowlm"] >= m3["packing_efficiency_disjoint"]
     m4 = summary["notebooks"]["04_mmap_token_index"]["metrics"]
     assert m4["merge_ok"] and m4["resume_ok"] and m4["train_samples"] > 0
+    m5 = summary["notebooks"]["05_pretraining"]["metrics"]
+    assert m5["steps"] == m5["max_steps"] > 0 and m5["deepspeed_stage"] == 2
+    assert m5["final_eval_loss"] < m5["unigram_loss"]  # learned more than token frequencies
+    assert m5["tokens_per_s"] > 0 and m5["parameters"] > 0
