@@ -130,3 +130,20 @@ def describe(cls: type) -> list[tuple[str, str, str]]:
             default = "(required)"
         rows.append((f.name, default, f.metadata.get("help", "")))
     return rows
+
+
+def add_config_arguments(parser, example: str, override_example: str, out: bool = True) -> None:
+    """The arguments every stage command shares: ``CONFIG`` (a YAML), ``--out``, repeatable
+    ``-o key=value`` overrides and ``--no-progress``. Read them back with :func:`cli_overrides`."""
+    parser.add_argument("config", help=f"YAML config (see {example})")
+    if out:
+        parser.add_argument("--out", help="output folder (default: output_dir from the config)")
+    parser.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"override a config value, e.g. -o {override_example} (repeatable)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def cli_overrides(args) -> list[str]:
+    """``-o`` overrides of a command built with :func:`add_config_arguments`, plus
+    ``progress=false`` for ``--no-progress``."""
+    return list(args.override) + (["progress=false"] if args.no_progress else [])

@@ -35,7 +35,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .cleaning import RULES, DocumentFilter, FilterConfig
-from .config import field, load_config
+from .config import add_config_arguments, cli_overrides, field, load_config
 from .dedup import DedupConfig, Deduplicator
 from .fileio import atomic_open, write_json_atomic
 
@@ -427,11 +427,7 @@ def add_cli(subparsers) -> None:
     p = subparsers.add_parser("corpus", help="stage 01: build and measure the cleaned pretraining corpus")
     sub = p.add_subparsers(dest="corpus_cmd", required=True)
     b = sub.add_parser("build", help="read sources, clean, dedup, write shards + stats.json")
-    b.add_argument("config", help="corpus YAML (see configs/corpus-sample.yaml)")
-    b.add_argument("--out", help="output folder (default: output_dir from the config)")
-    b.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. -o dedup.threshold=0.9 (repeatable)")
-    b.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_config_arguments(b, "configs/corpus-sample.yaml", "dedup.threshold=0.9")
     b.set_defaults(func=_cli_build)
     e = sub.add_parser("evaluate", help="recall/precision of each rule against a noise manifest")
     e.add_argument("corpus_dir")
@@ -440,7 +436,7 @@ def add_cli(subparsers) -> None:
 
 
 def _cli_build(args) -> int:
-    overrides = list(args.override) + (["progress=false"] if args.no_progress else [])
+    overrides = cli_overrides(args)
     stats = main(args.config, args.out, overrides)
     t = stats["totals"]
     out = args.out or load_corpus_config(args.config, overrides).output_dir

@@ -27,7 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import __version__
-from .config import field, load_config
+from .config import add_config_arguments, cli_overrides, field, load_config
 from .corpus import cleaned_sources, is_heldout, iter_cleaned_documents
 from .fileio import write_json_atomic
 
@@ -286,17 +286,13 @@ def main(config: PreprocessConfig | str | os.PathLike, output_dir: str | os.Path
 def add_cli(subparsers) -> None:
     """``knowlm preprocess CONFIG.yaml --out DIR``."""
     p = subparsers.add_parser("preprocess", help="stage 04: cleaned corpus -> chunked mmap token index")
-    p.add_argument("config", help="preprocess YAML (see configs/preprocess-sample.yaml)")
-    p.add_argument("--out", help="output folder (default: output_dir from the config)")
+    add_config_arguments(p, "configs/preprocess-sample.yaml", "seq_length=2048")
     p.add_argument("--workers", type=int, help="worker processes (overrides the config)")
-    p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. -o seq_length=2048 (repeatable)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cli_preprocess)
 
 
 def _cli_preprocess(args) -> int:
-    overrides = list(args.override) + (["progress=false"] if args.no_progress else [])
+    overrides = cli_overrides(args)
     if args.workers:
         overrides.append(f"workers={args.workers}")
     result = main(args.config, args.out, overrides)

@@ -46,7 +46,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .config import ConfigError, field, load_config
+from .config import ConfigError, add_config_arguments, cli_overrides, field, load_config
 from .fileio import read_json, write_json_atomic
 
 STAGES = ("full", "embeddings", "lora+embeddings")
@@ -968,15 +968,12 @@ def build_arg_parser(parser=None):
     import argparse
 
     p = parser or argparse.ArgumentParser(prog="pretrain.py", description="KnowLM stage 05: pretrain a LLaMA")
-    p.add_argument("config", help="pretraining YAML (see configs/pretrain/)")
-    p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. -o max_steps=10 -o model.preset=cpu-small (repeatable)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_config_arguments(p, "configs/pretrain/", "max_steps=10 -o model.preset=cpu-small", out=False)
     return p
 
 
 def run_from_args(args) -> int:
-    overrides = list(args.override) + (["progress=false"] if args.no_progress else [])
+    overrides = cli_overrides(args)
     main(args.config, overrides)
     return 0
 

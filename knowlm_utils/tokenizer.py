@@ -33,7 +33,7 @@ from typing import Any, Iterable, Iterator
 
 from tqdm import tqdm
 
-from .config import field, load_config
+from .config import add_config_arguments, cli_overrides, field, load_config
 from .fileio import write_bytes_atomic, write_json_atomic
 
 MODEL_FILE = "tokenizer.model"
@@ -701,11 +701,7 @@ def add_cli(subparsers) -> None:
     p = subparsers.add_parser("tokenizer", help="stage 02: train tokenizers, extend a vocabulary")
     sub = p.add_subparsers(dest="tokenizer_cmd", required=True)
     t = sub.add_parser("train", help="train base + zh tokenizers on a cleaned corpus, extend, measure")
-    t.add_argument("config", help="tokenizer YAML (see configs/tokenizer-sample.yaml)")
-    t.add_argument("--out", help="output folder (default: output_dir from the config)")
-    t.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. -o base.vocab_size=4000 (repeatable)")
-    t.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_config_arguments(t, "configs/tokenizer-sample.yaml", "base.vocab_size=4000")
     t.set_defaults(func=_cli_train)
     e = sub.add_parser("extend", help="append the pieces of --add missing from --base (e.g. a real LLaMA "
                                       "tokenizer.model + a Chinese model)")
@@ -719,7 +715,7 @@ def add_cli(subparsers) -> None:
 
 
 def _cli_train(args) -> int:
-    overrides = list(args.override) + (["progress=false"] if args.no_progress else [])
+    overrides = cli_overrides(args)
     report = main(args.config, args.out, overrides)
     v = report["vocab"]
     print(f"vocab: base {v['base']} + zh {v['zh']} → added {v['added']} (duplicates {v['duplicates']}) "
