@@ -20,7 +20,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest tests
 
 course: $(STAMP)
-	$(BIN)/python scripts/run_course.py --config configs/course-cpu.yaml
+	$(BIN)/python scripts/run_course.py --config configs/course/cpu.yaml
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/

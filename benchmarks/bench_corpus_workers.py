@@ -15,7 +15,7 @@ from knowlm_utils.workdir import repo_root
 
 
 def run(workers: int, repeat: int) -> tuple[float, dict]:
-    cfg = load_corpus_config(repo_root() / "configs" / "corpus-sample.yaml", ["progress=false", f"workers={workers}"])
+    cfg = load_corpus_config(repo_root() / "configs" / "corpus" / "sample.yaml", ["progress=false", f"workers={workers}"])
     best, stats = float("inf"), {}
     for _ in range(repeat):
         with tempfile.TemporaryDirectory() as tmp:

@@ -47,7 +47,7 @@ def build_sample_corpus(tmp: Path) -> Path:
     from knowlm_utils.corpus import build, load_corpus_config
 
     out = tmp / "corpus-1x"
-    build(load_corpus_config(ROOT / "configs" / "corpus-sample.yaml", ["progress=false"]), out)
+    build(load_corpus_config(ROOT / "configs" / "corpus" / "sample.yaml", ["progress=false"]), out)
     return out
 
 
@@ -96,9 +96,9 @@ _SP = None
 
 def _baseline_init(model_file: str) -> None:
     global _SP
-    import sentencepiece as spm
+    from knowlm_utils.spm import load_processor
 
-    _SP = spm.SentencePieceProcessor(model_file=model_file)
+    _SP = load_processor(model_file)
 
 
 def _baseline_encode(item: tuple[str, str, int]) -> list[list[int]]:
@@ -151,7 +151,7 @@ def run_ours(corpus: Path, model_file: Path, out_dir: Path, seq_length: int, wor
 def build_big_index(prefix: Path, n_samples: int, seed: int = 0) -> None:
     """A synthetic index of ``n_samples`` samples (8-64 tokens, 10 per document) written with
     the project's streaming writer."""
-    from knowlm_utils.indexed import MMapTokenIndexWriter
+    from knowlm_utils.index import MMapTokenIndexWriter
 
     rng = np.random.default_rng(seed)
     per_doc, step = 10, 500_000
@@ -174,7 +174,7 @@ def _mem() -> dict:
 
 
 def run_reader(prefix: Path, kind: str, n_reads: int) -> dict:
-    from knowlm_utils.indexed import MMapTokenIndex  # imported before the first reading
+    from knowlm_utils.index import MMapTokenIndex  # imported before the first reading
 
     rng = np.random.default_rng(1)
     before = _mem()
@@ -211,7 +211,7 @@ def child(args) -> None:
     spec = json.loads(args.child)
     import sentencepiece  # noqa: F401  (imports are not part of the measured time)
 
-    import knowlm_utils.chunking, knowlm_utils.indexed, knowlm_utils.preprocess, knowlm_utils.tokenizer  # noqa: F401,E401
+    import knowlm_utils.chunking, knowlm_utils.index, knowlm_utils.preprocess, knowlm_utils.tokenizer  # noqa: F401,E401
     t0 = time.perf_counter()
     if spec["what"] == "ours":
         res = run_ours(Path(spec["corpus"]), Path(spec["model"]), Path(spec["out"]), spec["seq"], spec["workers"])

@@ -58,7 +58,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 COURSE_CONFIG = ROOT / "configs" / "pretrain" / "cpu-tiny.yaml"
-PREPROCESS_CONFIG = ROOT / "configs" / "preprocess-sample.yaml"
+PREPROCESS_CONFIG = ROOT / "configs" / "preprocess" / "sample.yaml"
 VARIANTS = (  # name, processes, DeepSpeed override
     ("1 proc, no DeepSpeed", 1, "null"),
     ("1 proc, ZeRO-2", 1, "{stage: 2}"),
@@ -86,7 +86,7 @@ def inputs(workdir: str | None, tmp: Path) -> tuple[Path, Path]:
 
 
 def build_index(corpus: Path, tokenizer: Path, out: Path, strategy: str, seq_length: int) -> dict:
-    """Train/valid indexes with the course's type table (preprocess-sample.yaml), 1 worker."""
+    """Train/valid indexes with the course's type table (configs/preprocess/sample.yaml), 1 worker."""
     from knowlm_utils.preprocess import build, load_preprocess_config
 
     cfg = load_preprocess_config(PREPROCESS_CONFIG, ["progress=false", "workers=1"])
@@ -142,7 +142,9 @@ def train_variant(name: str, nprocs: int, deepspeed: str, index_prefix: Path, to
 def packing(prefix: Path, proportions: dict[str, float], micro_batch: int, seq_length: int, pad_id: int,
             n_batches: int) -> dict:
     """Non-pad share of the batches the Trainer would build (rank 0 of 1 process)."""
-    from knowlm_utils.indexed import MMapTokenIndex, ProportionalBatchSampler, TokenIndexDataset
+    from knowlm_utils.index import MMapTokenIndex
+    from knowlm_utils.train.dataset import TokenIndexDataset
+    from knowlm_utils.train.sampling import ProportionalBatchSampler
     from knowlm_utils.pretrain import CausalLMCollator, RankBatchSampler
 
     index = MMapTokenIndex(prefix)

@@ -40,6 +40,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from . import spm
+
 SplitFn = Callable[[str], list[tuple[int, int]]]
 STRATEGIES = ("knowlm", "disjoint")
 
@@ -366,47 +368,6 @@ class SampleVerificationError(AssertionError):
 _BIG = 1 << 32  # length given to ids the offset tables cannot place (<unk>, control; partial bytes)
 
 
-def load_model_proto(model) -> Any:
-    """The ``ModelProto`` of a SentencePiece model (path, folder with tokenizer.model, or
-    processor)."""
-    from sentencepiece import sentencepiece_model_pb2 as pb2
-
-    proto = pb2.ModelProto()
-    if hasattr(model, "serialized_model_proto"):
-        proto.ParseFromString(model.serialized_model_proto())
-    else:
-        proto.ParseFromString(Path(_model_file(model)).read_bytes())
-    return proto
-
-
-def _model_file(model: str | os.PathLike) -> Path:
-    p = Path(model)
-    if p.is_dir():
-        p = p / "tokenizer.model"
-    if not p.is_file():
-        raise FileNotFoundError(f"SentencePiece model not found: {p}")
-    return p
-
-
-def load_processor(model) -> Any:
-    """A ``SentencePieceProcessor`` from a path (file, or folder with tokenizer.model) or as is."""
-    import sentencepiece as spm
-
-    if isinstance(model, spm.SentencePieceProcessor):
-        return model
-    return spm.SentencePieceProcessor(model_file=str(_model_file(model)))
-
-
-def processor_without_dummy_prefix(model) -> Any:
-    """The same model with ``normalizer_spec.add_dummy_prefix = False``: encodes text that
-    continues a document (no "▁" invented at its start)."""
-    import sentencepiece as spm
-
-    proto = load_model_proto(model)
-    proto.normalizer_spec.add_dummy_prefix = False
-    return spm.SentencePieceProcessor(model_proto=proto.SerializeToString())
-
-
 def _char_byte_starts(text: str) -> np.ndarray:
     """``starts[i]`` = UTF-8 byte offset of character i; ``starts[len(text)]`` = byte length."""
     cp = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
@@ -438,7 +399,7 @@ class DocumentChunker:
                  add_bos: bool = True, add_eos: bool = True):
         _check_strategy(strategy)
         _check_budget(seq_length, add_bos, add_eos)
-        self.sp = load_processor(model)
+        self.sp = spm.load_processor(model)
         self.seq_length = int(seq_length)
         self.strategy = strategy
         self.add_bos, self.add_eos = bool(add_bos), bool(add_eos)
@@ -446,7 +407,7 @@ class DocumentChunker:
         if (add_bos and self.bos_id < 0) or (add_eos and self.eos_id < 0):
             raise ValueError(f"the tokenizer has no {'BOS' if add_bos and self.bos_id < 0 else 'EOS'} id; "
                              "pass add_bos/add_eos=False or use a model with one")
-        proto = load_model_proto(self.sp)
+        proto = spm.load_proto(self.sp)
         norm = proto.normalizer_spec
         if norm.remove_extra_whitespaces:
             raise ValueError("the tokenizer removes extra whitespace (normalizer_spec.remove_extra_whitespaces); "
@@ -662,8 +623,8 @@ class DocumentChunker:
 # ------------------------------------------------------------------------ verification ----
 class _Verifier:
     def __init__(self, model):
-        self.sp = load_processor(model)
-        self.sp_continue = processor_without_dummy_prefix(self.sp)
+        self.sp = spm.load_processor(model)
+        self.sp_continue = spm.without_dummy_prefix(self.sp)
 
 
 _VERIFIERS: "OrderedDict[Any, _Verifier]" = OrderedDict()

@@ -31,18 +31,18 @@ from pathlib import Path
 
 from ftfy import badness, fix_encoding
 
-from .config import field
+from .config import Section, field
 
 RULES = ("empty", "too_short", "too_long", "mojibake", "blocklist", "boilerplate", "repetition", "symbol_ratio")
 
 
 @dataclass
-class FilterConfig:
-    min_chars: int = field(30, help="documents with fewer non-whitespace characters are removed (too_short)")
-    max_chars: int = field(100_000, help="documents with more characters are removed (too_long)")
+class FilterConfig(Section):
+    min_chars: int = field(30, ge=0, help="documents with fewer non-whitespace characters are removed (too_short)")
+    max_chars: int = field(100_000, ge=1, help="documents with more characters are removed (too_long)")
     mojibake_max_ratio: float = field(
-        0.01, help="max (ftfy badness + U+FFFD + 锟斤拷-run characters) per non-space character")
-    mojibake_action: str = field("drop", help="'drop' removes mojibake documents; 'fix' first tries "
+        0.01, ge=0, help="max (ftfy badness + U+FFFD + 锟斤拷-run characters) per non-space character")
+    mojibake_action: str = field("drop", choices=("drop", "fix"), help="'drop' removes mojibake documents; 'fix' first tries "
                                               "ftfy.fix_encoding and keeps the document when that repairs it")
     blocklist_files: list[str] = field(
         default_factory=lambda: ["package:blocklist_zh.txt", "package:blocklist_en.txt"],
@@ -51,25 +51,23 @@ class FilterConfig:
         default_factory=lambda: ["package:boilerplate_zh.txt", "package:boilerplate_en.txt"],
         help="line regexes (case-insensitive); 'package:NAME' as above")
     boilerplate_max_line_fraction: float = field(
-        0.5, help="remove when at least this fraction of non-empty lines is boilerplate")
+        0.5, gt=0, le=1, help="remove when at least this fraction of non-empty lines is boilerplate")
     boilerplate_max_line_chars: int = field(
-        80, help="a line with one boilerplate match counts as boilerplate only up to this length; "
+        80, ge=1, help="a line with one boilerplate match counts as boilerplate only up to this length; "
                  "two matches count up to 4x this length, three or more at any length")
     repetition_max_dup_fraction: float = field(
-        0.3, help="max fraction of characters in sentences that repeat an earlier sentence")
+        0.3, ge=0, le=1, help="max fraction of characters in sentences that repeat an earlier sentence")
     repetition_min_compress_ratio: float = field(
-        0.12, help="min zlib compressed/raw byte ratio for texts of >= 500 bytes (lower = repetitive)")
-    symbol_max_ratio: float = field(0.3, help="max fraction of symbol characters (not letters, digits, "
+        0.12, ge=0, help="min zlib compressed/raw byte ratio for texts of >= 500 bytes (lower = repetitive)")
+    symbol_max_ratio: float = field(0.3, ge=0, le=1, help="max fraction of symbol characters (not letters, digits, "
                                                "whitespace or common punctuation)")
     rules: list[str] = field(default_factory=lambda: list(RULES),
                              help=f"rules to apply, in this order; any of {list(RULES)}")
 
-    def __post_init__(self) -> None:
-        if self.mojibake_action not in ("drop", "fix"):
-            raise ValueError(f"mojibake_action must be 'drop' or 'fix', got {self.mojibake_action!r}")
+    def validate(self) -> None:
         unknown = [r for r in self.rules if r not in RULES]
         if unknown:
-            raise ValueError(f"unknown filter rule(s) {unknown}; known: {list(RULES)}")
+            raise ValueError(f"rules: unknown filter rule(s) {unknown}; known: {list(RULES)}")
 
 
 def read_list_file(spec: str, base_dir: Path | None = None) -> list[str]:

@@ -1,5 +1,18 @@
 """The ``knowlm`` command: one subcommand per pipeline stage, each a thin wrapper over the
-stage module's functions (the same code the notebooks call)."""
+stage module's ``main(config, overrides=None)`` / functions (the same code the notebooks call).
+
+    knowlm corpus build|evaluate     stage 01  knowlm_utils.corpus
+    knowlm tokenizer train|extend    stage 02  knowlm_utils.tokenizer
+    knowlm chunk                     stage 03  knowlm_utils.chunk_report
+    knowlm preprocess                stage 04  knowlm_utils.preprocess
+    knowlm index inspect|merge|…     stage 04  knowlm_utils.index
+    knowlm launch …                  stage 05  knowlm_utils.launch (DeepSpeed configs, hostfiles, Slurm)
+    knowlm pretrain                  stage 05  knowlm_utils.pretrain
+    knowlm course run                          knowlm_utils.course (papermill)
+
+Config-driven commands take ``CONFIG.yaml``, ``-o key=value`` and ``--print-config``, and
+their ``--help`` lists every config field.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +22,34 @@ import sys
 
 from .config import ConfigError
 
-# stage modules that register subcommands through ``add_cli(subparsers)``
-STAGE_MODULES = ("course", "corpus", "tokenizer", "preprocess", "indexed", "launch", "pretrain")
+# command -> module that registers it through ``add_cli(subparsers)``, in pipeline order
+COMMANDS: dict[str, str] = {
+    "corpus": "corpus", "tokenizer": "tokenizer", "chunk": "chunk_report", "preprocess": "preprocess",
+    "index": "index", "launch": "launch", "pretrain": "pretrain", "course": "course",
+}
+# configs/<folder>/*.yaml -> "module:ConfigClass" (a test loads every YAML with its class)
+CONFIG_CLASSES: dict[str, str] = {
+    "corpus": "corpus:CorpusConfig", "tokenizer": "tokenizer:TokenizerConfig", "chunk": "chunk_report:ChunkConfig",
+    "preprocess": "preprocess:PreprocessConfig", "pretrain": "pretrain:PretrainConfig", "course": "course:CourseConfig",
+}
+
+
+def config_class(folder: str) -> type:
+    """The config class of the YAMLs in ``configs/<folder>/``."""
+    if folder not in CONFIG_CLASSES:
+        raise KeyError(f"configs/{folder}/ has no config class; known: {sorted(CONFIG_CLASSES)}")
+    module, name = CONFIG_CLASSES[folder].split(":")
+    return getattr(importlib.import_module(f"knowlm_utils.{module}"), name)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="knowlm", description="KnowLM Course pipeline tools")
+    parser = argparse.ArgumentParser(prog="knowlm", description="KnowLM Course pipeline: one command per stage "
+                                     "(CONFIG.yaml, -o key=value, --print-config; --help lists every field).",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="\n".join(__doc__.split("\n\n")[1].splitlines()))
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in STAGE_MODULES:
-        importlib.import_module(f"knowlm_utils.{name}").add_cli(sub)
+    for module in COMMANDS.values():
+        importlib.import_module(f"knowlm_utils.{module}").add_cli(sub)
     return parser
 
 

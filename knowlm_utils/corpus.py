@@ -27,7 +27,7 @@ import string
 import time
 import zlib
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -35,7 +35,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .cleaning import RULES, DocumentFilter, FilterConfig
-from .config import add_config_arguments, cli_overrides, field, load_config
+from .config import Overrides, Section, StageConfig, field, show_config_fields, stage_command
 from .dedup import DedupConfig, Deduplicator
 from .fileio import atomic_open, write_json_atomic
 
@@ -51,60 +51,53 @@ class BadLineError(ValueError):
 
 
 @dataclass
-class SourceConfig:
+class SourceConfig(Section):
     name: str = field(help="source name: output folder and the `source` field of every document")
     path: str = field(help="file path or glob (relative to the config file)")
-    format: str | None = field(None, help=f"one of {list(FORMATS)}; default: from the file extension")
+    format: str | None = field(None, choices=FORMATS, help="the file format; default: from the file extension")
     template: str = field("{text}", help="text template over record fields, e.g. '{title}\\n{content}'; "
                                          "for txt sources the line is the field `text`")
     language: str = field("zh", help="zh, en, code or mixed (used by later stages to pick a splitter)")
-    skip_filters: list[str] = field(default_factory=list, help="filter rules not applied to this source "
-                                                               "(e.g. symbol_ratio and repetition for code)")
+    skip_filters: list[str] = field(default_factory=list, choices=RULES,
+                                    help="filter rules not applied to this source (e.g. symbol_ratio and "
+                                         "repetition for code)")
 
-    def __post_init__(self) -> None:
-        if self.format is not None and self.format not in FORMATS:
-            raise ValueError(f"source {self.name!r}: format must be one of {FORMATS}, got {self.format!r}")
-        bad = [r for r in self.skip_filters if r not in RULES]
-        if bad:
-            raise ValueError(f"source {self.name!r}: unknown rule(s) in skip_filters: {bad}")
+    def validate(self) -> None:
         template_fields(self.template, self.name)
 
 
 @dataclass
-class CorpusConfig:
+class CorpusConfig(StageConfig):
+    """Stage 01: declarative sources → cleaning filters → exact/near dedup → JSONL shards."""
+
     sources: list[SourceConfig] = field(help="the input sources, processed in this order")
-    output_dir: str = field("corpus_out", help="where shards and stats go (relative to the current directory)")
-    bad_lines: str = field("skip", help="'skip' (count and report) or 'fail' (raise on the first bad line)")
-    max_line_bytes: int = field(16 * 2**20, help="longer lines are skipped as line_too_long without being "
-                                                  "read into memory whole")
-    shard_max_docs: int = field(100_000, help="documents per output shard")
-    max_docs_per_source: int | None = field(None, help="read at most this many records per source (smoke runs)")
+    output_dir: str = field("corpus_out", help="where shards and stats go (relative to the config file)")
+    bad_lines: str = field("skip", choices=("skip", "fail"),
+                           help="'skip' (count and report) or 'fail' (raise on the first bad line)")
+    max_line_bytes: int = field(16 * 2**20, ge=1, help="longer lines are skipped as line_too_long without being "
+                                                       "read into memory whole")
+    shard_max_docs: int = field(100_000, ge=1, help="documents per output shard")
+    max_docs_per_source: int | None = field(None, ge=0, help="read at most this many records per source "
+                                                             "(smoke runs)")
     filters: FilterConfig = field(default_factory=FilterConfig, help="cleaning rules and thresholds")
     dedup: DedupConfig = field(default_factory=DedupConfig, help="exact and near-duplicate removal")
     progress: bool = field(True, help="show a progress bar per source")
-    workers: int = field(1, help="processes that run the filters and compute dedup fingerprints; the "
-                                 "dedup decision itself stays in order in the main process, so the "
-                                 "output is identical for any number of workers")
-    base_dir: str | None = field(None, help="base for relative source paths (set from the config file's folder)")
+    workers: int = field(1, ge=1, help="processes that run the filters and compute dedup fingerprints; the "
+                                       "dedup decision itself stays in order in the main process, so the "
+                                       "output is identical for any number of workers")
 
-    def __post_init__(self) -> None:
-        if self.bad_lines not in ("skip", "fail"):
-            raise ValueError(f"bad_lines must be 'skip' or 'fail', got {self.bad_lines!r}")
+    def validate(self) -> None:
         names = [s.name for s in self.sources]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
-            raise ValueError(f"duplicate source name(s) {dup}")
+            raise ValueError(f"sources: duplicate source name(s) {dup}")
         if not self.sources:
-            raise ValueError("at least one source is required")
-        if self.workers < 1:
-            raise ValueError(f"workers must be >= 1, got {self.workers}")
+            raise ValueError("sources: at least one source is required")
 
 
-def load_corpus_config(path: str | os.PathLike, overrides: list[str] | None = None) -> CorpusConfig:
-    cfg = load_config(CorpusConfig, path, overrides)
-    if cfg.base_dir is None:
-        cfg.base_dir = str(Path(path).resolve().parent)
-    return cfg
+def load_corpus_config(path: str | os.PathLike, overrides: Overrides = None) -> CorpusConfig:
+    """``CorpusConfig.from_yaml``: relative paths in the file are taken from its folder."""
+    return CorpusConfig.from_yaml(path, overrides)
 
 
 def template_fields(template: str, where: str = "template") -> list[str]:
@@ -265,7 +258,7 @@ def build(config: CorpusConfig, output_dir: str | os.PathLike | None = None) -> 
     Output is assembled in a temporary sibling folder and moved into place at the end, so an
     interrupted run never leaves a half-built corpus under the final name.
     """
-    out = Path(output_dir or config.output_dir).resolve()
+    out = Path(output_dir).resolve() if output_dir else config.path(config.output_dir)
     tmp = out.parent / f".{out.name}.building-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -410,38 +403,34 @@ def _finalize_stats(config: CorpusConfig, stats: dict[str, Any], wall_s: float) 
             raise AssertionError(f"accounting mismatch in source {name}: {s}")
     return {"sources": stats, "totals": totals, "length_bins_log10": LENGTH_BINS,
             "rules": list(RULES), "skip_reasons": list(SKIP_REASONS), "wall_s": round(wall_s, 3),
-            "config": asdict(config)}
+            "config": config.to_dict()}
 
 
-def main(config: CorpusConfig | str | os.PathLike, output_dir: str | os.PathLike | None = None,
-         overrides: list[str] | None = None) -> dict[str, Any]:
-    """Entry point shared by the CLI, scripts and notebooks: a config object or a YAML path."""
-    if not isinstance(config, CorpusConfig):
-        config = load_corpus_config(config, overrides)
-    return build(config, output_dir)
+def main(config: CorpusConfig | str | os.PathLike, overrides: Overrides = None) -> dict[str, Any]:
+    """Entry point shared by the CLI, scripts and notebooks: a config object or a YAML path,
+    plus ``key=value`` overrides (``output_dir=...`` picks the output folder)."""
+    return build(CorpusConfig.load(config, overrides))
 
 
 # ----------------------------------------------------------------------------- CLI --------
 def add_cli(subparsers) -> None:
     """``knowlm corpus build|evaluate``."""
     p = subparsers.add_parser("corpus", help="stage 01: build and measure the cleaned pretraining corpus")
+    show_config_fields(p, CorpusConfig)  # the fields of `build`/`train`, shown one level up too
     sub = p.add_subparsers(dest="corpus_cmd", required=True)
-    b = sub.add_parser("build", help="read sources, clean, dedup, write shards + stats.json")
-    add_config_arguments(b, "configs/corpus-sample.yaml", "dedup.threshold=0.9")
-    b.set_defaults(func=_cli_build)
+    stage_command(sub.add_parser("build", help="read sources, clean, dedup, write shards + stats.json"),
+                  CorpusConfig, "configs/corpus/sample.yaml", "dedup.threshold=0.9", _cli_build)
     e = sub.add_parser("evaluate", help="recall/precision of each rule against a noise manifest")
     e.add_argument("corpus_dir")
     e.add_argument("--manifest", required=True, help="e.g. data_samples/corpus/noise_manifest.jsonl")
     e.set_defaults(func=_cli_evaluate)
 
 
-def _cli_build(args) -> int:
-    overrides = cli_overrides(args)
-    stats = main(args.config, args.out, overrides)
+def _cli_build(config: CorpusConfig) -> int:
+    stats = build(config)
     t = stats["totals"]
-    out = args.out or load_corpus_config(args.config, overrides).output_dir
     print(f"records {t['records']}: kept {t['kept']}, filtered {t['filtered']}, duplicates {t['duplicates']}, "
-          f"skipped {t['skipped']} → {out} ({stats['wall_s']:.1f} s)")
+          f"skipped {t['skipped']} → {config.path(config.output_dir)} ({stats['wall_s']:.1f} s)")
     for name, s in stats["sources"].items():
         rules = ", ".join(f"{k} {v}" for k, v in sorted(s["by_rule"].items())) or "-"
         skips = ", ".join(f"{k} {v}" for k, v in sorted(s["by_skip"].items())) or "-"

@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 
-from .config import ConfigError, field, load_config
+from .config import ConfigError, StageConfig, field, parse_overrides
 from .fileio import read_json, write_json_atomic, write_text_atomic
 from .workdir import repo_root
 
@@ -71,16 +70,24 @@ def collect_metrics(nb) -> dict[str, Any]:
 
 
 @dataclass
-class CourseConfig:
+class CourseConfig(StageConfig):
+    """The papermill course run (`make course`); its paths are relative to the repository root."""
+
     run_name: str = field("course-cpu", help="runs/<run_name>/ holds executed notebooks and the summary")
     runs_dir: str = field("runs", help="parent folder of all runs (relative to the repository root)")
     notebooks_dir: str = field("notebooks", help="folder with NN_topic.ipynb notebooks")
     workdir: str | None = field(None, help="shared working directory; default runs/<run_name>/workdir")
     kernel: str = field("python3", help="Jupyter kernel name")
-    globals: dict = field(default_factory=dict, help="parameters passed to every notebook")
-    notebooks: dict = field(default_factory=dict, help="per-notebook parameters, keyed 'NN' or the notebook stem")
-    smoke: dict = field(default_factory=dict, help="per-notebook parameters merged on top with --smoke")
-    cell_timeout_s: int | None = field(None, help="papermill execution timeout per cell (None: no limit)")
+    globals: dict[str, Any] = field(default_factory=dict, help="parameters passed to every notebook")
+    notebooks: dict[str, dict[str, Any]] = field(default_factory=dict, help="per-notebook parameters, keyed 'NN' "
+                                                                            "or the notebook stem")
+    smoke: dict[str, dict[str, Any]] = field(default_factory=dict, help="per-notebook parameters merged on top "
+                                                                        "with --smoke")
+    cell_timeout_s: int | None = field(None, ge=1, help="papermill execution timeout per cell (None: no limit)")
+
+    def path(self, value: str | os.PathLike) -> Path:
+        """Course paths are taken from the repository root (the runner works from any cwd)."""
+        return _abs(value)
 
 
 class CourseError(RuntimeError):
@@ -111,19 +118,15 @@ def _select(nbs: list[Path], only: list[str] | None, start: str | None) -> list[
 
 
 def parse_params(items: list[str] | None) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """``key=value`` → global; ``NN.key=value`` → notebook NN. Values parsed with yaml.safe_load."""
+    """``key=value`` → global; ``NN.key=value`` → notebook NN. Values parsed with yaml.safe_load
+    (the same parser as every ``-o`` override; never evaluated)."""
     glob_p: dict[str, Any] = {}
     per_nb: dict[str, dict[str, Any]] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ConfigError(f"parameter {item!r} must look like key=value or NN.key=value")
-        key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw.strip() else ""
-        m = re.match(r"^(\d{2})\.(\w+)$", key.strip())
-        if m:
-            per_nb.setdefault(m.group(1), {})[m.group(2)] = value
+    for parts, value in parse_overrides(items):
+        if len(parts) == 2 and re.fullmatch(r"\d{2}", parts[0]) and parts[1].isidentifier():
+            per_nb.setdefault(parts[0], {})[parts[1]] = value
         else:
-            glob_p[key.strip()] = value
+            glob_p[".".join(parts)] = value
     return glob_p, per_nb
 
 
@@ -164,15 +167,14 @@ def main(config: CourseConfig | str | os.PathLike, only: list[str] | None = None
     import nbformat
     import papermill as pm
 
-    if not isinstance(config, CourseConfig):
-        config = load_config(CourseConfig, config)
-    run_dir = _abs(config.runs_dir) / config.run_name
-    workdir = _abs(config.workdir) if config.workdir else run_dir / "workdir"
+    config = CourseConfig.load(config if isinstance(config, CourseConfig) else _abs(config))
+    run_dir = config.path(config.runs_dir) / config.run_name
+    workdir = config.path(config.workdir) if config.workdir else run_dir / "workdir"
     run_dir.mkdir(parents=True, exist_ok=True)
     workdir.mkdir(parents=True, exist_ok=True)
-    nbs = _select(discover(_abs(config.notebooks_dir)), only, start)
+    nbs = _select(discover(config.path(config.notebooks_dir)), only, start)
     if not nbs:
-        raise ConfigError(f"no notebooks NN_topic.ipynb found in {_abs(config.notebooks_dir)}")
+        raise ConfigError(f"no notebooks NN_topic.ipynb found in {config.path(config.notebooks_dir)}")
     cli_global, cli_nb = parse_params(params)
     summary_path = run_dir / "summary.json"
     summary = read_json(summary_path) if summary_path.exists() else {"notebooks": {}}
@@ -233,7 +235,7 @@ def render_summary_md(summary: dict[str, Any]) -> str:
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--config", default="configs/course-cpu.yaml", help="course YAML")
+    p.add_argument("--config", default="configs/course/cpu.yaml", help="course YAML")
     p.add_argument("--only", help="comma-separated notebook numbers, e.g. 01 or 00,01")
     p.add_argument("--from", dest="start", help="start at this notebook number")
     p.add_argument("--smoke", action="store_true", help="merge the config's smoke section (smallest parameters)")
@@ -243,7 +245,7 @@ def add_arguments(p) -> None:
 
 
 def run_from_args(args) -> int:
-    cfg = load_config(CourseConfig, _abs(args.config))
+    cfg = CourseConfig.from_yaml(_abs(args.config))
     if args.run_name:
         cfg.run_name = args.run_name
     only = args.only.split(",") if args.only else None

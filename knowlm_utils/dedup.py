@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import xxhash
 
-from .config import field
+from .config import Section, field
 
 if TYPE_CHECKING:
     from datasketch import LeanMinHash
@@ -31,19 +31,14 @@ _WS = re.compile(r"\s+")
 
 
 @dataclass
-class DedupConfig:
+class DedupConfig(Section):
     exact: bool = field(True, help="remove documents whose normalised text equals an earlier one")
     near: bool = field(True, help="remove near-duplicates with MinHash LSH")
-    threshold: float = field(0.8, help="estimated Jaccard similarity at or above which a document is a near-duplicate")
-    num_perm: int = field(128, help="MinHash permutations (accuracy vs memory/speed)")
-    ngram: int = field(5, help="character n-gram size for shingles")
+    threshold: float = field(0.8, gt=0, le=1, help="estimated Jaccard similarity at or above which a document "
+                                                   "is a near-duplicate")
+    num_perm: int = field(128, ge=16, help="MinHash permutations (accuracy vs memory/speed)")
+    ngram: int = field(5, ge=1, help="character n-gram size for shingles")
     seed: int = field(1, help="MinHash seed (same seed = same signatures across runs)")
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.threshold <= 1.0:
-            raise ValueError(f"dedup.threshold must be in (0, 1], got {self.threshold}")
-        if self.ngram < 1 or self.num_perm < 16:
-            raise ValueError("dedup.ngram must be >= 1 and dedup.num_perm >= 16")
 
 
 def normalize(text: str) -> str:

@@ -149,39 +149,33 @@ def deepspeed_config(stage: int, *, offload_optimizer: bool = False, offload_par
     return cfg
 
 
+DEEPSPEED_CONFIG_DIR = Path("configs") / "deepspeed"   # relative to the repository root
+KNOWLM_13B_DEEPSPEED_JSON = "knowlm-13b-zero3-offload-fp16.json"
+
+
+def shipped_deepspeed_config(name: str) -> dict[str, Any]:
+    """A DeepSpeed JSON shipped in ``configs/deepspeed/`` (the files are the single source)."""
+    from .workdir import repo_root
+
+    path = repo_root() / DEEPSPEED_CONFIG_DIR / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such DeepSpeed config (shipped ones: "
+                                f"{sorted(p.name for p in path.parent.glob('*.json'))})")
+    return read_deepspeed_config(path)
+
+
 def knowlm_13b_deepspeed_config() -> dict[str, Any]:
-    """KnowLM/ZhiXi's pretraining config for LLaMA-13B on 3 × 8 V100-32GB, value for value:
-    ZeRO-3 with optimizer AND parameters offloaded to pinned CPU memory, fp16 with dynamic loss
-    scaling starting at 2^32, AdamW lr 1.5e-5 betas (0.9, 0.95) eps 1e-8 weight decay 0.1,
-    16-bit weights gathered on save (so a normal HF checkpoint is written, not only ZeRO
-    shards). Batch sizes are "auto": the launch passed --per_device_train_batch_size 20
-    --gradient_accumulation_steps 3 (global 1440) with --lr_scheduler_type cosine --warmup_steps 300
-    (``knowlm_13b_training_args``). The zeros are as published: ``stage3_max_live_parameters: 0``
-    and ``stage3_max_reuse_distance: 0`` release every gathered parameter right after use (least
-    GPU memory, most re-gathering).
+    """KnowLM/ZhiXi's pretraining config for LLaMA-13B on 3 × 8 V100-32GB, value for value, read
+    from ``configs/deepspeed/knowlm-13b-zero3-offload-fp16.json``: ZeRO-3 with optimizer AND
+    parameters offloaded to pinned CPU memory, fp16 with dynamic loss scaling starting at 2^32,
+    AdamW lr 1.5e-5 betas (0.9, 0.95) eps 1e-8 weight decay 0.1, 16-bit weights gathered on save
+    (so a normal HF checkpoint is written, not only ZeRO shards). Batch sizes are "auto": the
+    launch passed --per_device_train_batch_size 20 --gradient_accumulation_steps 3 (global 1440)
+    with --lr_scheduler_type cosine --warmup_steps 300 (``knowlm_13b_training_args``). The zeros
+    are as published: ``stage3_max_live_parameters: 0`` and ``stage3_max_reuse_distance: 0``
+    release every gathered parameter right after use (least GPU memory, most re-gathering).
     """
-    return {
-        "zero_optimization": {
-            "stage": 3,
-            "offload_optimizer": {"device": "cpu", "pin_memory": True},
-            "offload_param": {"device": "cpu", "pin_memory": True},
-            "overlap_comm": True,
-            "contiguous_gradients": True,
-            "sub_group_size": 0,
-            "reduce_bucket_size": AUTO,
-            "stage3_prefetch_bucket_size": AUTO,
-            "stage3_param_persistence_threshold": AUTO,
-            "stage3_max_live_parameters": 0,
-            "stage3_max_reuse_distance": 0,
-            "stage3_gather_16bit_weights_on_model_save": True,
-        },
-        "fp16": {"enabled": True, "auto_cast": False, "loss_scale": 0, "initial_scale_power": 32,
-                 "loss_scale_window": 1000, "hysteresis": 2, "min_loss_scale": 1},
-        "optimizer": {"type": "AdamW", "params": {"lr": 1.5e-5, "betas": [0.9, 0.95], "eps": 1e-8, "weight_decay": 0.1}},
-        "train_batch_size": AUTO,
-        "train_micro_batch_size_per_gpu": AUTO,
-        "wall_clock_breakdown": False,
-    }
+    return shipped_deepspeed_config(KNOWLM_13B_DEEPSPEED_JSON)
 
 
 def knowlm_13b_training_args() -> dict[str, Any]:

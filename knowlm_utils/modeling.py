@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import spm
 from .config import field
 
 # --------------------------------------------------------------------------------------------
@@ -80,6 +81,9 @@ PRESETS: dict[str, ModelShape] = {
                    description="LLaMA-1 7B (6.74B parameters with the 32000-piece vocabulary)"),
         ModelShape("llama-13b", 5120, 40, 40, 13824,
                    description="LLaMA-1 13B, the base of KnowLM/ZhiXi (13.0B with 32000 pieces)"),
+        ModelShape("micro", 64, 1, 4, 128,
+                   description="a 1-layer toy that builds in milliseconds: demonstrations and tests "
+                               "(embedding resizing, generation); see tiny_llama"),
     )
 }
 
@@ -142,20 +146,11 @@ def tokenizer_info(tokenizer: Any) -> TokenizerInfo:
 
                 tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
                 return _info_from_hf(tok, str(path))
-            if (path / "tokenizer.model").is_file():
-                path = path / "tokenizer.model"
-            else:
+            if not (path / spm.MODEL_FILE).is_file():
                 raise FileNotFoundError(f"{path}: no tokenizer.json, tokenizer_config.json or tokenizer.model in this folder")
-        if not path.is_file():
+        elif not path.is_file():
             raise FileNotFoundError(f"tokenizer not found: {path}")
-        import sentencepiece as spm
-
-        sp = spm.SentencePieceProcessor()
-        try:
-            sp.Load(str(path))
-        except (OSError, RuntimeError) as exc:
-            raise ValueError(f"{path}: not a SentencePiece model ({exc})") from exc
-        return _info_from_sentencepiece(sp, str(path))
+        return _info_from_sentencepiece(spm.load_processor(path), str(spm.model_file(path)))
     if hasattr(tokenizer, "get_piece_size") and hasattr(tokenizer, "bos_id"):
         return _info_from_sentencepiece(tokenizer, type(tokenizer).__name__)
     if hasattr(tokenizer, "bos_token_id") and hasattr(tokenizer, "__len__"):
@@ -248,6 +243,16 @@ def build_model(config, seed: int = 0, dtype: Any = None):
     if dtype is not None:
         model = model.to(dtype)
     return model
+
+
+def tiny_llama(tokenizer: Any, hidden_size: int | None = None, seed: int = 0):
+    """A freshly initialised ``micro``-preset LLaMA (1 layer, 4 heads, MLP width 2·h) whose
+    vocabulary follows ``tokenizer`` (anything :func:`tokenizer_info` accepts, e.g. a size).
+    ``hidden_size`` rescales its width (default 64); same arguments → same weights."""
+    shape = PRESETS["micro"]
+    if hidden_size is not None:
+        shape = dataclasses.replace(shape, hidden_size=hidden_size, intermediate_size=2 * hidden_size)
+    return build_model(model_config(shape, tokenizer), seed=seed)
 
 
 def meta_model(config):

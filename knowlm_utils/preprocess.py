@@ -3,7 +3,7 @@ a memory-mapped token index (``train`` and ``valid``) with typed ranges and a JS
 
 One call, :func:`main`, serves the notebook, ``knowlm preprocess CONFIG.yaml`` and a cluster
 job. It streams: documents are read lazily, tokenized and chunked in worker processes in
-batches, and written in corpus order by one :class:`~knowlm_utils.indexed.MMapTokenIndexWriter`
+batches, and written in corpus order by one :class:`~knowlm_utils.index.MMapTokenIndexWriter`
 per split. At most ``2 × workers + 2`` batches are in flight, so memory stays constant whatever
 the corpus size (the pool never reads ahead of the writer), and the output is byte-identical
 for any number of workers.
@@ -19,7 +19,7 @@ import collections
 import multiprocessing
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -27,63 +27,53 @@ import numpy as np
 from tqdm import tqdm
 
 from . import __version__
-from .config import add_config_arguments, cli_overrides, field, load_config
+from .config import Overrides, StageConfig, field, stage_command
 from .corpus import cleaned_sources, is_heldout, iter_cleaned_documents
-from .fileio import write_json_atomic
 
 SPLITS = ("train", "valid")
 
 
 @dataclass
-class PreprocessConfig:
+class PreprocessConfig(StageConfig):
+    """Stage 04: cleaned corpus → sentences → greedy chunks → train/valid mmap token index."""
+
     corpus_dir: str = field(help="a cleaned corpus built by stage 01 (`knowlm corpus build`)")
     tokenizer: str = field(help="SentencePiece model: a tokenizer folder holding tokenizer.model, or the "
                                 ".model file itself (e.g. a real LLaMA tokenizer.model)")
     output_dir: str = field("index", help="where train.{bin,idx,manifest.json} and valid.* are written")
-    seq_length: int = field(1024, help="maximum tokens per sample, BOS/EOS included (KnowLM: 1024)")
-    strategy: str = field("knowlm", help="'knowlm' (greedy, extends samples backward; may overlap) or "
-                                         "'disjoint' (forward fill only)")
+    seq_length: int = field(1024, ge=2, help="maximum tokens per sample, BOS/EOS included (KnowLM: 1024)")
+    strategy: str = field("knowlm", choices=("knowlm", "disjoint"),
+                          help="'knowlm' (greedy, extends samples backward; may overlap) or 'disjoint' (forward "
+                               "fill only)")
     add_bos: bool = field(True, help="BOS at the start of every document (only there)")
     add_eos: bool = field(True, help="EOS at the end of every document (only there)")
     types: dict[str, list[str]] = field(default_factory=dict, help="type name -> source names, written in "
                                         "this order; empty: one type per source language, in corpus order")
     languages: dict[str, str] = field(default_factory=dict, help="source -> splitter language override "
                                       "(default: the source's language from the corpus stats)")
-    valid_percent: float = field(1.0, help="percent of documents held out into valid.* (same stable hash as "
-                                           "the tokenizer's held-out set; 0 writes an empty valid index)")
-    workers: int = field(1, help="tokenizer/chunker processes; output is identical for any number")
-    batch_docs: int = field(64, help="documents per task sent to a worker")
-    max_docs_per_source: int | None = field(None, help="read at most this many documents per source (smoke runs)")
+    valid_percent: float = field(1.0, ge=0, lt=100, help="percent of documents held out into valid.* (same "
+                                 "stable hash as the tokenizer's held-out set; 0 writes an empty valid index)")
+    workers: int = field(1, ge=1, help="tokenizer/chunker processes; output is identical for any number")
+    batch_docs: int = field(64, ge=1, help="documents per task sent to a worker")
+    max_docs_per_source: int | None = field(None, ge=0, help="read at most this many documents per source "
+                                                             "(smoke runs)")
     verify: bool = field(False, help="check every sample against a direct encoding of its text (slow)")
     progress: bool = field(True, help="show a progress bar")
-    base_dir: str | None = field(None, help="base for relative paths (set from the config file's folder)")
 
-    def __post_init__(self) -> None:
-        if self.strategy not in ("knowlm", "disjoint"):
-            raise ValueError(f"strategy must be 'knowlm' or 'disjoint', got {self.strategy!r}")
+    def validate(self) -> None:
         if self.seq_length < 2 + int(self.add_bos) + int(self.add_eos):
-            raise ValueError(f"seq_length {self.seq_length} is too small")
-        if self.workers < 1 or self.batch_docs < 1:
-            raise ValueError("workers and batch_docs must be >= 1")
-        if not 0 <= self.valid_percent < 100:
-            raise ValueError(f"valid_percent must be in [0, 100), got {self.valid_percent}")
+            raise ValueError(f"seq_length {self.seq_length} is too small for BOS/EOS and one token of text")
         seen: dict[str, str] = {}
         for t, names in self.types.items():
             for n in names:
                 if n in seen:
-                    raise ValueError(f"source {n!r} is listed under two types: {seen[n]!r} and {t!r}")
+                    raise ValueError(f"types: source {n!r} is listed under two types: {seen[n]!r} and {t!r}")
                 seen[n] = t
 
-    def path(self, value: str) -> Path:
-        p = Path(value).expanduser()
-        return p if p.is_absolute() or self.base_dir is None else Path(self.base_dir) / p
 
-
-def load_preprocess_config(path: str | os.PathLike, overrides: list[str] | None = None) -> PreprocessConfig:
-    cfg = load_config(PreprocessConfig, path, overrides)
-    if cfg.base_dir is None:
-        cfg.base_dir = str(Path(path).resolve().parent)
-    return cfg
+def load_preprocess_config(path: str | os.PathLike, overrides: Overrides = None) -> PreprocessConfig:
+    """``PreprocessConfig.from_yaml``: relative paths in the file are taken from its folder."""
+    return PreprocessConfig.from_yaml(path, overrides)
 
 
 def plan_types(config: PreprocessConfig) -> list[tuple[str, str, str]]:
@@ -163,13 +153,13 @@ def _new_counts() -> dict[str, int]:
 
 def build(config: PreprocessConfig, output_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Run the stage; returns ``{"train": manifest, "valid": manifest, "wall_s": ...}``."""
-    from .indexed import MMapTokenIndexWriter
-    from .tokenizer import load_sp, tokenizer_sha256
+    from .index import MMapTokenIndexWriter
+    from . import spm
 
     out = Path(output_dir) if output_dir else config.path(config.output_dir)
     model_path = config.path(config.tokenizer)
-    sp = load_sp(model_path)
-    model_file = model_path / "tokenizer.model" if model_path.is_dir() else model_path
+    sp = spm.load_processor(model_path)
+    model_file = spm.model_file(model_path)
     plan = plan_types(config)
     t0 = time.perf_counter()
     counts = {s: collections.defaultdict(_new_counts) for s in SPLITS}
@@ -190,7 +180,7 @@ def build(config: PreprocessConfig, output_dir: str | os.PathLike | None = None)
         manifests = {}
         for split, writer in writers.items():
             manifests[split] = writer.finalize(_manifest_extra(config, split, sp, model_file,
-                                                               tokenizer_sha256(model_file), counts[split], wall))
+                                                               spm.sha256(model_file), counts[split], wall))
     except BaseException:
         for writer in writers.values():
             writer.abort()
@@ -269,33 +259,27 @@ def _manifest_extra(config, split, sp, model_file: Path, sha: str, counts, wall:
         "bos_eos": {k: totals[k] for k in ("documents", "samples_with_bos", "samples_with_eos",
                                            "single_sample_documents", "empty_documents")},
         "chars": totals["chars"],
-        "created": {"args": asdict(config), "knowlm_course_version": __version__,
+        "created": {"args": config.to_dict(), "knowlm_course_version": __version__,
                     "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wall_s": round(wall, 3)},
     }
 
 
-def main(config: PreprocessConfig | str | os.PathLike, output_dir: str | os.PathLike | None = None,
-         overrides: list[str] | None = None) -> dict[str, Any]:
-    """Entry point shared by the CLI, scripts and notebooks: a config object or a YAML path."""
-    if not isinstance(config, PreprocessConfig):
-        config = load_preprocess_config(config, overrides)
-    return build(config, output_dir)
+def main(config: PreprocessConfig | str | os.PathLike, overrides: Overrides = None) -> dict[str, Any]:
+    """Entry point shared by the CLI, scripts and notebooks: a config object or a YAML path,
+    plus ``key=value`` overrides (``output_dir=...`` picks the output folder)."""
+    return build(PreprocessConfig.load(config, overrides))
 
 
 # ----------------------------------------------------------------------------- CLI --------
 def add_cli(subparsers) -> None:
     """``knowlm preprocess CONFIG.yaml --out DIR``."""
-    p = subparsers.add_parser("preprocess", help="stage 04: cleaned corpus -> chunked mmap token index")
-    add_config_arguments(p, "configs/preprocess-sample.yaml", "seq_length=2048")
-    p.add_argument("--workers", type=int, help="worker processes (overrides the config)")
-    p.set_defaults(func=_cli_preprocess)
+    stage_command(subparsers.add_parser("preprocess", help="stage 04: cleaned corpus -> chunked mmap token index"),
+                  PreprocessConfig, "configs/preprocess/sample.yaml", "seq_length=2048", _cli_preprocess,
+                  shortcuts={"--workers": ("workers", int, "worker processes")})
 
 
-def _cli_preprocess(args) -> int:
-    overrides = cli_overrides(args)
-    if args.workers:
-        overrides.append(f"workers={args.workers}")
-    result = main(args.config, args.out, overrides)
+def _cli_preprocess(config: PreprocessConfig) -> int:
+    result = build(config)
     for split in SPLITS:
         m = result[split]
         print(f"{split}: {m['num_documents']} documents -> {m['num_samples']} samples, {m['num_tokens']} tokens "
@@ -303,7 +287,6 @@ def _cli_preprocess(args) -> int:
         for name, t in m.get("types", {}).items():
             (a, b) = t["samples"]
             print(f"  {name:8s} {b - a:8d} samples [{a}, {b})  {t['tokens']:12,d} tokens")
-    cfg = load_preprocess_config(args.config, overrides)
-    out = args.out or cfg.path(cfg.output_dir)
-    print(f"wrote {out}/{{train,valid}}.{{bin,idx,manifest.json}} in {result['wall_s']:.1f} s")
+    print(f"wrote {config.path(config.output_dir)}/{{train,valid}}.{{bin,idx,manifest.json}} in "
+          f"{result['wall_s']:.1f} s")
     return 0

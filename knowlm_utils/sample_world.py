@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from .cleaning import read_list_file
-from .config import field
+from .config import Section, field
 from .dedup import jaccard, normalize
 from .fileio import write_bytes_atomic
 from .kg import KnowledgeGraph, load_kg
@@ -38,15 +38,17 @@ FIELDS = {"zh_baike.jsonl": ("title", "content"), "zh_wiki.jsonl.gz": ("title", 
 
 
 @dataclass
-class SampleWorldConfig:
+class SampleWorldConfig(Section):
     data_root: str = field("data_samples", help="folder with kg/, templates/ and handwritten/")
     out_dir: str | None = field(None, help="where corpus/ and instructions/ go (default: data_root)")
     seed: int = field(20240601, help="the one RNG seed of the whole generation")
-    wiki_fraction: float = field(0.8, help="share of entities (with >= 3 facts) that also get a zh_wiki article")
-    web_docs: int = field(600, help="clean one-line documents in web_mixed.txt")
-    max_clean_jaccard: float = field(0.6, help="a clean document this similar (character 5-gram Jaccard) to an "
-                                              "earlier one is left out, so that only planted duplicates are duplicates")
-    code_group_size: int = field(8, help="entities per generated code item")
+    wiki_fraction: float = field(0.8, ge=0, le=1, help="share of entities (with >= 3 facts) that also get a "
+                                                       "zh_wiki article")
+    web_docs: int = field(600, ge=0, help="clean one-line documents in web_mixed.txt")
+    max_clean_jaccard: float = field(0.6, gt=0, le=1, help="a clean document this similar (character 5-gram "
+                                     "Jaccard) to an earlier one is left out, so that only planted duplicates "
+                                     "are duplicates")
+    code_group_size: int = field(8, ge=1, help="entities per generated code item")
 
 
 # ------------------------------------------------------------------------- text helpers --

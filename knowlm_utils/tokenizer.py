@@ -33,10 +33,10 @@ from typing import Any, Iterable, Iterator
 
 from tqdm import tqdm
 
-from .config import add_config_arguments, cli_overrides, field, load_config
+from .config import Overrides, Section, StageConfig, field, show_config_fields, stage_command
 from .fileio import write_bytes_atomic, write_json_atomic
+from .spm import MODEL_FILE, load_processor, load_proto, model_file, processor_from_proto, sha256, without_dummy_prefix
 
-MODEL_FILE = "tokenizer.model"
 PAD_PIECE = "[PAD]"
 LANGUAGES = ("zh", "en", "code", "mixed")
 
@@ -52,115 +52,59 @@ LLAMA_SETTINGS: dict[str, Any] = dict(
 
 # ----------------------------------------------------------------------------- config ----
 @dataclass
-class TrainSpec:
+class TrainSpec(Section):
     """What one SentencePiece model is trained on, and how."""
 
     vocab_size: int = field(help="number of pieces, including <unk> <s> </s> and the 256 byte pieces")
-    languages: dict = field(default_factory=lambda: {"en": 1.0, "code": 1.0},
-                            help="language -> fraction of its training documents to use (0..1), chosen "
-                                 "deterministically by a hash of the document id; languages not listed "
-                                 "are not used")
-    max_chars: dict = field(default_factory=dict, help="language -> character budget (documents are taken "
-                                                        "in corpus order until it is reached); absent: no cap")
-    character_coverage: float = field(0.99995, help="share of characters covered by pieces (LLaMA: 0.99995); "
-                                                    "the rarest characters are left to byte fallback")
-    input_sentence_size: int = field(0, help="lines sentencepiece samples from the text file (0: all); "
-                                             "set e.g. 10_000_000 on a cluster to bound the trainer's memory")
+    languages: dict[str, float] = field(default_factory=lambda: {"en": 1.0, "code": 1.0},
+                                        help="language -> fraction of its training documents to use (0..1), "
+                                             "chosen deterministically by a hash of the document id; languages "
+                                             "not listed are not used")
+    max_chars: dict[str, int] = field(default_factory=dict, ge=0, help="language -> character budget (documents "
+                                      "are taken in corpus order until it is reached); absent: no cap")
+    character_coverage: float = field(0.99995, gt=0, le=1, help="share of characters covered by pieces (LLaMA: "
+                                      "0.99995); the rarest characters are left to byte fallback")
+    input_sentence_size: int = field(0, ge=0, help="lines sentencepiece samples from the text file (0: all); "
+                                     "set e.g. 10_000_000 on a cluster to bound the trainer's memory")
     shuffle_input_sentence: bool = field(True, help="sample lines at random when input_sentence_size is set")
-    max_sentence_length: int = field(16384, help="bytes per training line; longer lines are cut (counted)")
-    max_sentencepiece_length: int = field(16, help="longest piece in characters (LLaMA: 16)")
-    num_threads: int = field(2, help="trainer threads")
+    max_sentence_length: int = field(16384, ge=1, help="bytes per training line; longer lines are cut (counted)")
+    max_sentencepiece_length: int = field(16, ge=1, help="longest piece in characters (LLaMA: 16)")
+    num_threads: int = field(2, ge=1, help="trainer threads")
     seed: int = field(0, help="salt of the per-document sampling hash (change it to draw another sample)")
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         if self.vocab_size < 300:
             raise ValueError(f"vocab_size {self.vocab_size} is too small: 3 specials + 256 bytes need 259")
         for lang, frac in self.languages.items():
-            if not isinstance(frac, (int, float)) or not 0 <= frac <= 1:
+            if not 0 <= frac <= 1:
                 raise ValueError(f"languages.{lang}: fraction must be in [0, 1], got {frac!r}")
-        for lang, cap in self.max_chars.items():
-            if not isinstance(cap, int) or cap < 0:
-                raise ValueError(f"max_chars.{lang}: must be a non-negative integer, got {cap!r}")
 
 
 @dataclass
-class TokenizerConfig:
+class TokenizerConfig(StageConfig):
     """Stage 02: train a LLaMA-like base tokenizer and a Chinese one, extend, measure."""
 
     corpus_dir: str = field("corpus", help="cleaned corpus of stage 01 (relative to the config file)")
     output_dir: str = field("tokenizer_out", help="gets base/, zh/, extended/ and report.json")
-    heldout_percent: float = field(1.0, help="documents held out by corpus.is_heldout: never trained on, "
-                                             "used to measure tokens per character (same split in stage 04)")
+    heldout_percent: float = field(1.0, ge=0, lt=100, help="documents held out by corpus.is_heldout: never "
+                                   "trained on, used to measure tokens per character (same split in stage 04)")
     base: TrainSpec = field(default_factory=lambda: TrainSpec(
         vocab_size=3500, languages={"en": 1.0, "code": 1.0, "zh": 0.01}),
         help="the LLaMA-like base tokenizer: mostly English + code, a small share of Chinese")
     zh: TrainSpec = field(default_factory=lambda: TrainSpec(vocab_size=3500, languages={"zh": 1.0}),
                           help="the Chinese tokenizer whose pieces extend the base")
     add_pad: bool = field(False, help="append a [PAD] control piece to the extended vocabulary")
-    eval_max_chars: int = field(2_000_000, help="held-out characters per language used for measuring")
-    hf_check_docs: int = field(100, help="held-out documents per language checked for HF == sentencepiece")
+    eval_max_chars: int = field(2_000_000, ge=1, help="held-out characters per language used for measuring")
+    hf_check_docs: int = field(100, ge=0, help="held-out documents per language checked for HF == sentencepiece")
     progress: bool = field(True, help="show progress bars")
-    base_dir: str | None = field(None, help="base for relative paths (set from the config file's folder)")
 
 
-def load_tokenizer_config(path: str | os.PathLike, overrides: list[str] | None = None) -> TokenizerConfig:
-    cfg = load_config(TokenizerConfig, path, overrides)
-    if cfg.base_dir is None:
-        cfg.base_dir = str(Path(path).resolve().parent)
-    return cfg
+def load_tokenizer_config(path: str | os.PathLike, overrides: Overrides = None) -> TokenizerConfig:
+    """``TokenizerConfig.from_yaml``: relative paths in the file are taken from its folder."""
+    return TokenizerConfig.from_yaml(path, overrides)
 
 
-def _from_base(path: str, base_dir: str | None) -> Path:
-    p = Path(path).expanduser()
-    return p if p.is_absolute() or base_dir is None else Path(base_dir) / p
-
-
-# ------------------------------------------------------------------ loading / checking ----
-def model_file(path: str | os.PathLike) -> Path:
-    """``DIR/tokenizer.model`` for a tokenizer folder, the path itself for a file."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / MODEL_FILE
-    if not p.is_file():
-        raise FileNotFoundError(f"SentencePiece model not found: {p}")
-    return p
-
-
-def load_model_proto(path: str | os.PathLike):
-    """Parse a SentencePiece ``ModelProto``; a file that is not one raises ``ValueError``."""
-    from google.protobuf.message import DecodeError
-    from sentencepiece import sentencepiece_model_pb2 as pb
-
-    p = model_file(path)
-    proto = pb.ModelProto()
-    try:
-        proto.ParseFromString(p.read_bytes())
-    except DecodeError as exc:
-        raise ValueError(f"{p} is not a SentencePiece model (protobuf: {exc})") from None
-    if len(proto.pieces) == 0 or not proto.HasField("trainer_spec"):
-        raise ValueError(f"{p} is not a SentencePiece model (no pieces / trainer_spec)")
-    return proto
-
-
-def load_sp(path_or_sp):
-    """A ``SentencePieceProcessor`` from a tokenizer folder, a ``.model`` file or a processor."""
-    import sentencepiece as spm
-
-    if isinstance(path_or_sp, spm.SentencePieceProcessor):
-        return path_or_sp
-    proto = load_model_proto(path_or_sp)  # clear errors before sentencepiece's own
-    return spm.SentencePieceProcessor(model_proto=proto.SerializeToString())
-
-
-def tokenizer_sha256(path: str | os.PathLike) -> str:
-    """sha256 of the ``tokenizer.model`` bytes (streamed): names the vocabulary a token file used."""
-    h = hashlib.sha256()
-    with open(model_file(path), "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
+# ----------------------------------------------------------------------------- folders -----
 def _replace_dir(tmp: Path, out: Path) -> None:
     """Move a finished temp folder onto ``out`` (the old one is removed only afterwards)."""
     old = out.parent / f".{out.name}.old-{os.getpid()}"
@@ -253,10 +197,7 @@ def train_sentencepiece(text_path: str | os.PathLike, out_model: str | os.PathLi
                 minloglevel=2, **LLAMA_SETTINGS)
         except RuntimeError as exc:
             raise ValueError(f"sentencepiece training on {text_path} failed: {exc}") from None
-        from sentencepiece import sentencepiece_model_pb2 as pb
-
-        proto = pb.ModelProto()
-        proto.ParseFromString(prefix.with_suffix(".model").read_bytes())
+        proto = load_proto(prefix.with_suffix(".model"))
         # the trainer records its (temporary) input and output paths; drop them so the same
         # vocabulary always has the same bytes and sha256
         proto.trainer_spec.ClearField("input")
@@ -283,7 +224,7 @@ def train_tokenizer(corpus_dir: str | os.PathLike, spec: TrainSpec, out_dir: str
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     _replace_dir(tmp, out)
-    stats["vocab_size"] = load_sp(out).get_piece_size()
+    stats["vocab_size"] = load_processor(out).get_piece_size()
     return stats
 
 
@@ -313,7 +254,7 @@ def write_hf_files(tokenizer_dir: str | os.PathLike, exact: bool = True) -> Path
     from transformers import LlamaTokenizer
 
     d = Path(tokenizer_dir)
-    proto = load_model_proto(d)
+    proto = load_proto(d)
     kwargs: dict[str, Any] = {"add_bos_token": True, "split_special_tokens": exact}
     if proto.trainer_spec.pad_id >= 0:
         kwargs["pad_token"] = proto.pieces[proto.trainer_spec.pad_id].piece
@@ -432,13 +373,12 @@ def extend_vocabulary(base_model: str | os.PathLike, add_model: str | os.PathLik
     never turned into padding. The merged ``tokenizer.model`` and the HF files are built in a
     temporary folder and renamed onto ``out_dir``.
     """
-    import sentencepiece as spm
     from sentencepiece import sentencepiece_model_pb2 as pb
 
     if added_score not in ("zero", "after_base"):
         raise ValueError(f"added_score must be 'zero' or 'after_base', got {added_score!r}")
     base_path, add_path = model_file(base_model), model_file(add_model)
-    base, add = load_model_proto(base_path), load_model_proto(add_path)
+    base, add = load_proto(base_path), load_proto(add_path)
     msgs = check_compatible(base, add, str(base_path), str(add_path))
     for m in msgs:
         warnings.warn(m, stacklevel=2)
@@ -466,8 +406,8 @@ def extend_vocabulary(base_model: str | os.PathLike, add_model: str | os.PathLik
         pad.piece, pad.type, pad.score = PAD_PIECE, pb.ModelProto.SentencePiece.CONTROL, 0.0
         pad_id = len(base.pieces) - 1
         base.trainer_spec.pad_id, base.trainer_spec.pad_piece = pad_id, PAD_PIECE
+    processor_from_proto(base)  # sentencepiece must accept what we write
     data = base.SerializeToString()
-    spm.SentencePieceProcessor(model_proto=data)  # sentencepiece must accept what we write
     out = Path(out_dir).resolve()
     tmp = _temp_dir_for(out)
     try:
@@ -486,7 +426,7 @@ def extend_vocabulary(base_model: str | os.PathLike, add_model: str | os.PathLik
 def tokens_per_char(sp_or_path, texts: Iterable[str], batch_size: int = 512) -> float:
     """Tokens (without <s>) per character over ``texts``, streamed in batches. Lower = the
     tokenizer packs more text into each token (a shorter sequence for the same context)."""
-    sp = load_sp(sp_or_path)
+    sp = load_processor(sp_or_path)
     n_tok = n_chr = 0
     batch: list[str] = []
     for text in texts:
@@ -526,7 +466,7 @@ def tokens_per_char_table(tokenizers: dict[str, Any], texts_by_lang: dict[str, l
     """DataFrame: one row per language (docs, chars) and one tokens/char column per tokenizer."""
     import pandas as pd
 
-    sps = {name: load_sp(t) for name, t in tokenizers.items()}
+    sps = {name: load_processor(t) for name, t in tokenizers.items()}
     rows = []
     for lang, texts in texts_by_lang.items():
         row: dict[str, Any] = {"lang": lang, "docs": len(texts), "chars": sum(map(len, texts))}
@@ -540,7 +480,7 @@ def hf_mismatches(tokenizer_dir: str | os.PathLike, texts: Iterable[str]) -> lis
     sentencepiece's; each entry shows the first differing position and both piece lists there."""
     from transformers import AutoTokenizer
 
-    sp = load_sp(tokenizer_dir)
+    sp = load_processor(tokenizer_dir)
     hf = AutoTokenizer.from_pretrained(str(tokenizer_dir))
     bad = []
     for i, text in enumerate(texts):
@@ -559,27 +499,16 @@ def _vocab_pieces(tokenizer) -> tuple[int, Any]:
     if hasattr(tokenizer, "convert_ids_to_tokens"):  # a transformers tokenizer
         special = set(tokenizer.all_special_ids)
         return len(tokenizer), lambda i: (tokenizer.convert_ids_to_tokens(i), i in special)
-    sp = load_sp(tokenizer)
+    sp = load_processor(tokenizer)
     return sp.get_piece_size(), lambda i: (sp.id_to_piece(i), sp.is_control(i) or sp.is_unknown(i)
                                            or sp.is_byte(i) or sp.is_unused(i))
-
-
-def _without_dummy_prefix(sp):
-    """The same model without the dummy "▁" prefix, to encode a piece's surface text exactly."""
-    import sentencepiece as spm
-    from sentencepiece import sentencepiece_model_pb2 as pb
-
-    proto = pb.ModelProto()
-    proto.ParseFromString(sp.serialized_model_proto())
-    proto.normalizer_spec.add_dummy_prefix = False
-    return spm.SentencePieceProcessor(model_proto=proto.SerializeToString())
 
 
 def subword_sources(new_tokenizer, base_tokenizer, start: int, stop: int) -> list[list[int] | None]:
     """For each new id in ``[start, stop)``: the base-tokenizer ids its text encodes to
     (``None`` for special pieces such as [PAD], which have no text)."""
     _, piece_of = _vocab_pieces(new_tokenizer)
-    base = _without_dummy_prefix(load_sp(base_tokenizer))
+    base = without_dummy_prefix(base_tokenizer)  # encodes a piece's surface text exactly
     out: list[list[int] | None] = []
     for i in range(start, stop):
         piece, special = piece_of(i)
@@ -654,14 +583,11 @@ def resize_embeddings(model, new_vocab, init: str = "mean", base_tokenizer=None)
 
 
 # ------------------------------------------------------------------------------- stage ----
-def main(config: TokenizerConfig | str | os.PathLike, output_dir: str | os.PathLike | None = None,
-         overrides: list[str] | None = None) -> dict[str, Any]:
+def build(config: TokenizerConfig, output_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Train base + zh, extend, measure on held-out text; write ``OUT/{base,zh,extended}/`` and
     ``OUT/report.json`` (assembled in a temporary folder, renamed into place at the end)."""
-    if not isinstance(config, TokenizerConfig):
-        config = load_tokenizer_config(config, overrides)
-    corpus_dir = _from_base(config.corpus_dir, config.base_dir)
-    out = Path(output_dir or _from_base(config.output_dir, config.base_dir)).resolve()
+    corpus_dir = config.path(config.corpus_dir)
+    out = Path(output_dir).resolve() if output_dir else config.path(config.output_dir)
     tmp = _temp_dir_for(out)
     t0 = time.perf_counter()
     try:
@@ -683,8 +609,8 @@ def main(config: TokenizerConfig | str | os.PathLike, output_dir: str | os.PathL
                           "add_model": "zh/tokenizer.model", "out_dir": "extended"},
             "tokens_per_char": {lang: row for lang, row in table.to_dict("index").items()},
             "hf_mismatches": {"docs_checked_per_language": config.hf_check_docs, "by_language": hf_check},
-            "sha256": {n: tokenizer_sha256(tmp / n) for n in ("base", "zh", "extended")},
-            "config": asdict(config),
+            "sha256": {n: sha256(tmp / n) for n in ("base", "zh", "extended")},
+            "config": config.to_dict(),
         }
         report["wall_s"] = round(time.perf_counter() - t0, 2)
         write_json_atomic(tmp / "report.json", report)
@@ -695,14 +621,20 @@ def main(config: TokenizerConfig | str | os.PathLike, output_dir: str | os.PathL
     return report
 
 
+def main(config: TokenizerConfig | str | os.PathLike, overrides: Overrides = None) -> dict[str, Any]:
+    """Entry point shared by the CLI, scripts and notebooks: a config object or a YAML path,
+    plus ``key=value`` overrides (``output_dir=...`` picks the output folder)."""
+    return build(TokenizerConfig.load(config, overrides))
+
+
 # ----------------------------------------------------------------------------- CLI --------
 def add_cli(subparsers) -> None:
     """``knowlm tokenizer train|extend``."""
     p = subparsers.add_parser("tokenizer", help="stage 02: train tokenizers, extend a vocabulary")
+    show_config_fields(p, TokenizerConfig)  # the fields of `build`/`train`, shown one level up too
     sub = p.add_subparsers(dest="tokenizer_cmd", required=True)
-    t = sub.add_parser("train", help="train base + zh tokenizers on a cleaned corpus, extend, measure")
-    add_config_arguments(t, "configs/tokenizer-sample.yaml", "base.vocab_size=4000")
-    t.set_defaults(func=_cli_train)
+    stage_command(sub.add_parser("train", help="train base + zh tokenizers on a cleaned corpus, extend, measure"),
+                  TokenizerConfig, "configs/tokenizer/sample.yaml", "base.vocab_size=4000", _cli_train)
     e = sub.add_parser("extend", help="append the pieces of --add missing from --base (e.g. a real LLaMA "
                                       "tokenizer.model + a Chinese model)")
     e.add_argument("--base", required=True, help="base tokenizer.model (or a folder holding one)")
@@ -714,9 +646,8 @@ def add_cli(subparsers) -> None:
     e.set_defaults(func=_cli_extend)
 
 
-def _cli_train(args) -> int:
-    overrides = cli_overrides(args)
-    report = main(args.config, args.out, overrides)
+def _cli_train(config: TokenizerConfig) -> int:
+    report = build(config)
     v = report["vocab"]
     print(f"vocab: base {v['base']} + zh {v['zh']} → added {v['added']} (duplicates {v['duplicates']}) "
           f"→ extended {v['extended']}  ({report['wall_s']:.1f} s)")

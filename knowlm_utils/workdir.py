@@ -47,7 +47,7 @@ ARTIFACTS: dict[str, Artifact] = {
         "vocabulary sizes and tokens per character on held-out zh/en/code text, base vs extended",
     ),
     "chunking_report": Artifact(
-        "chunking/report.json", "03_sentences_and_chunking", "(notebook only)",
+        "chunking/report.json", "03_sentences_and_chunking", "knowlm chunk CONFIG.yaml --out WORKDIR/chunking",
         "samples per document, length histograms, packing efficiency and overlap for knowlm vs disjoint",
     ),
     "token_index": Artifact(

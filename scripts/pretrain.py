@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
 from knowlm_utils.config import ConfigError  # noqa: E402
-from knowlm_utils.pretrain import build_arg_parser, run_from_args  # noqa: E402
+from knowlm_utils.pretrain import build_arg_parser  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help="set by the deepspeed launcher")
     args = parser.parse_args(argv)
     try:
-        return run_from_args(args)
+        return args.func(args)
     except (ConfigError, FileNotFoundError) as exc:  # bad input: a short message; other errors keep their traceback
         print(f"pretrain.py: error: {exc}", file=sys.stderr)
         return 2

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Run the course notebooks in order with papermill (thin wrapper over knowlm_utils.course).
 
-    python scripts/run_course.py --config configs/course-cpu.yaml [--only 01] [--from 03]
+    python scripts/run_course.py --config configs/course/cpu.yaml [--only 01] [--from 03]
                                  [--smoke] [-p key=value] [-p 01.key=value] [--run-name NAME]
 """
 

@@ -33,6 +33,22 @@ def sample_texts(limit_per_source: int = 400) -> dict[str, list[str]]:
     return out
 
 
+def build_sample_corpus(out: Path, max_docs_per_source: int) -> Path:
+    """The sample world's cleaned corpus (stage 01 on configs/corpus/sample.yaml), first
+    ``max_docs_per_source`` records of each source, built into ``out``."""
+    from knowlm_utils.corpus import CorpusConfig, build
+
+    build(CorpusConfig.from_yaml(ROOT / "configs" / "corpus" / "sample.yaml",
+                                 ["progress=false", f"max_docs_per_source={max_docs_per_source}"]), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def sample_corpus_80(tmp_path_factory) -> Path:
+    """A cleaned corpus of 80 records per source (stage 03/04 tests)."""
+    return build_sample_corpus(tmp_path_factory.mktemp("corpus") / "corpus", 80)
+
+
 @pytest.fixture(scope="session")
 def sample_docs() -> dict[str, list[str]]:
     return sample_texts()

@@ -310,6 +310,14 @@ def test_model_that_removes_whitespace_is_refused(tmp_path, sample_docs):
         DocumentChunker(tmp_path / "m.model", 64)
 
 
+def test_missing_or_bad_model_gives_a_clear_error(tmp_path):
+    (tmp_path / "notes.model").write_text("these are notes, not a model\n" * 20)
+    with pytest.raises(ValueError, match="notes.model is not a SentencePiece model"):
+        DocumentChunker(tmp_path / "notes.model", 64)
+    with pytest.raises(FileNotFoundError, match="SentencePiece model not found"):
+        verify_samples(tmp_path, "text", [])
+
+
 def test_long_sentences_are_cut_at_token_boundaries_only_there(chunker_factory):
     ch = chunker_factory(16, "disjoint")
     long_zh = "长江" + "，".join(["发源于青藏高原的唐古拉山脉"] * 12) + "。"

@@ -214,7 +214,7 @@ def test_config_errors_name_file_and_key(tmp_path):
 
 def test_every_corpus_yaml_loads():
     root = Path(__file__).resolve().parents[1]
-    paths = sorted((root / "configs").glob("corpus-*.yaml"))
+    paths = sorted((root / "configs" / "corpus").glob("*.yaml"))
     assert paths
     for p in paths:
         cfg = load_corpus_config(p)
@@ -254,7 +254,7 @@ def test_sample_world_cleaning_meets_targets(tmp_path):
     """The issue's targets on the full sample world: recall >= 0.95 for every rule and no clean
     document removed by the blocklist (or by anything else)."""
     root = Path(__file__).resolve().parents[1]
-    cfg = load_corpus_config(root / "configs" / "corpus-sample.yaml", ["progress=false"])
+    cfg = load_corpus_config(root / "configs" / "corpus" / "sample.yaml", ["progress=false"])
     stats = build(cfg, tmp_path / "corpus")
     report = evaluate_against_manifest(tmp_path / "corpus", root / "data_samples" / "corpus" / "noise_manifest.jsonl")
     assert (report["recall"] >= 0.95).all(), report

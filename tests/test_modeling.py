@@ -11,7 +11,7 @@ import torch
 from knowlm_utils.modeling import (KNOWLM_13B_RUN, PRESETS, ModelShape, build_model,
                                    count_model_parameters, count_parameters, estimate_throughput,
                                    flops_per_token, llama_intermediate_size, meta_model, mfu, model_config,
-                                   padded_vocab_size, tokenizer_info)
+                                   padded_vocab_size, tiny_llama, tokenizer_info)
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +79,23 @@ def test_tiny_preset_builds_a_real_model_with_the_counted_parameters(sp_model_pa
     assert build_model(config, seed=0, dtype="bfloat16").model.embed_tokens.weight.dtype == torch.bfloat16
 
 
+def test_tiny_llama_is_the_micro_preset(sp_model_path):
+    model = tiny_llama(sp_model_path, hidden_size=32)
+    c = model.config
+    assert (c.hidden_size, c.intermediate_size, c.num_hidden_layers, c.num_attention_heads) == (32, 64, 1, 4)
+    assert c.vocab_size == 2000 and not c.tie_word_embeddings and tiny_llama(2000).config.hidden_size == 64
+    assert count_model_parameters(model) == count_parameters(c).total
+    # the recipe notebook 02 used to spell out: same config and seed → bit-identical weights
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    plain = LlamaForCausalLM(LlamaConfig(vocab_size=2000, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                         num_attention_heads=4, num_key_value_heads=4, tie_word_embeddings=False))
+    mine, theirs = model.state_dict(), plain.state_dict()
+    assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+    assert not torch.equal(mine["lm_head.weight"], tiny_llama(2000, hidden_size=32, seed=1).state_dict()["lm_head.weight"])
+
+
 def test_tied_embeddings_and_gqa_counts_match_real_models():
     config = model_config(ModelShape("gqa-tied", 128, 2, 8, 352, num_key_value_heads=2, tie_word_embeddings=True), 1000)
     model = build_model(config)
@@ -143,7 +160,7 @@ def test_bad_inputs_give_clear_errors(tmp_path, sp_model_path):
         tokenizer_info(tmp_path)
     bogus = tmp_path / "bogus.model"
     bogus.write_bytes(b"not a model")
-    with pytest.raises(ValueError, match="bogus.model: not a SentencePiece model"):
+    with pytest.raises(ValueError, match="bogus.model is not a SentencePiece model"):
         tokenizer_info(bogus)
     with pytest.raises(ValueError, match="not divisible"):
         ModelShape("bad", 100, 2, 3, 256)

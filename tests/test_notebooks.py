@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_all_notebooks_smoke(tmp_path):
-    cfg = course.load_config(course.CourseConfig, ROOT / "configs" / "course-cpu.yaml")
+    cfg = course.CourseConfig.from_yaml(ROOT / "configs" / "course" / "cpu.yaml")
     cfg.runs_dir = str(tmp_path / "runs")
     assert course.main(cfg, smoke=True) == 0
     summary = json.loads((tmp_path / "runs" / cfg.run_name / "summary.json").read_text())

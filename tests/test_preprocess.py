@@ -10,9 +10,8 @@ import pytest
 import sentencepiece as spm
 
 from knowlm_utils import cli
-from knowlm_utils.corpus import build as build_corpus
-from knowlm_utils.corpus import is_heldout, iter_cleaned_documents, load_corpus_config
-from knowlm_utils.indexed import MMapTokenIndex
+from knowlm_utils.corpus import is_heldout, iter_cleaned_documents
+from knowlm_utils.index import MMapTokenIndex
 from knowlm_utils.preprocess import PreprocessConfig, build, load_preprocess_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,11 +19,8 @@ TYPES = {"zh": ["zh_baike", "zh_wiki"], "en": ["en_wiki"], "code": ["code"], "mi
 
 
 @pytest.fixture(scope="module")
-def corpus_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("corpus") / "corpus"
-    build_corpus(load_corpus_config(ROOT / "configs" / "corpus-sample.yaml",
-                                    ["progress=false", "max_docs_per_source=80"]), out)
-    return out
+def corpus_dir(sample_corpus_80):
+    return sample_corpus_80
 
 
 def _cfg(corpus_dir, sp_model_path, out, **kw):

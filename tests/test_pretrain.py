@@ -1,16 +1,15 @@
-"""Stage 05 pretraining: config, collator, typed rank-sliced batches, per-type eval and the
-unigram baseline, exact resume, two-stage freezing, and a 2-process ZeRO-3 run through the real
-``deepspeed`` launcher on CPU. Everything runs a real LlamaForCausalLM (a 2-layer, 64-wide one)
-on a real SentencePiece tokenizer and a real mmap token index built here."""
+"""Stage 05 pretraining: config, missing inputs, exact resume, two-stage freezing, and a
+2-process ZeRO-3 run through the real ``deepspeed`` launcher on CPU. Everything runs a real
+LlamaForCausalLM (a 2-layer, 64-wide one) on a real SentencePiece tokenizer and a real mmap token
+index built here. The shared training parts (collator, rank-sliced batches, per-type eval and the
+unigram baseline, DeepSpeed specs) are tested in test_train_*.py."""
 
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import subprocess
 import sys
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +19,16 @@ import yaml
 
 from knowlm_utils import cli
 from knowlm_utils.config import ConfigError
-from knowlm_utils.indexed import MMapTokenIndex, MMapTokenIndexWriter, ProportionalBatchSampler
-from knowlm_utils.modeling import TokenizerInfo, build_model, count_parameters, model_config
-from knowlm_utils.pretrain import (CausalLMCollator, PretrainConfig, RankBatchSampler, TypedEvaluator, eval_indices,
-                                   latest_checkpoint, launch_pretrain, load_pretrain_config, main, pad_token,
-                                   read_history, resolve_deepspeed, unigram_counts, unigram_cross_entropy)
+from knowlm_utils.index import MMapTokenIndex, MMapTokenIndexWriter
+from knowlm_utils.modeling import build_model, count_parameters, model_config
+from knowlm_utils.pretrain import PretrainConfig, launch_pretrain, load_pretrain_config, main
 from knowlm_utils.tokenizer import write_hf_files
+from knowlm_utils.train.checkpoints import latest_checkpoint
+from knowlm_utils.train.collate import CausalLMCollator
+from knowlm_utils.train.deepspeed import resolve_deepspeed
+from knowlm_utils.train.evaluation import TypedEvaluator, eval_indices
+from knowlm_utils.train.sampling import ProportionalBatchSampler
+from knowlm_utils.train.trainer import read_history
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_MODEL = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 128,
@@ -102,11 +105,11 @@ def test_config_yaml_paths_and_validation_errors(tmp_path):
         load_pretrain_config(cfg_path, ["micro_bach=4"])
     with pytest.raises(ConfigError, match=r"unknown key\(s\) \['layers'\]"):
         load_pretrain_config(cfg_path, ["model.layers=4"])
-    for overrides, message in [(["stage=lora"], "stage must be one of"),
-                               (["micro_batch=0"], "micro_batch must be a positive"),
+    for overrides, message in [(["stage=lora"], "stage: must be one of"),
+                               (["micro_batch=0"], "micro_batch: must be >= 1"),
                                (["stage=embeddings", "model.init_from=null"], "needs model.init_from"),
-                               (["precision=fp8"], "precision must be"),
-                               (["proportions={zh: -1}"], "proportions must be finite"),
+                               (["precision=fp8"], "precision: must be one of"),
+                               (["proportions={zh: -1}"], r"proportions\.zh: must be >= 0"),
                                (["deepspeed={stage: 3, offload: true}"], r"unknown key\(s\) \['offload'\]"),
                                (["betas=[0.9]"], "betas must be two numbers")]:
         with pytest.raises(ConfigError, match=message):
@@ -121,118 +124,7 @@ def test_missing_inputs_name_their_producer(world, tmp_path):
     # the entry point as a plain process: bad input is a short message and exit code 2
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "pretrain.py"), str(tmp_path / "out.yaml"),
                            "-o", "micro_batch=-1"], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and "micro_batch must be a positive integer" in proc.stderr
-
-
-def test_deepspeed_specs_resolve_for_cpu(tmp_path):
-    short, changes = resolve_deepspeed({"stage": 3}, "cpu")
-    zero = short["zero_optimization"]
-    assert zero["stage"] == 3 and zero["stage3_gather_16bit_weights_on_model_save"] is True
-    assert "optimizer" not in short  # the Trainer's torch AdamW: no cpu_adam to compile
-    assert short["fp16"] == {"enabled": False} and changes == []
-    offload, _ = resolve_deepspeed({"stage": 2, "offload_optimizer": True}, "cpu")
-    assert offload["optimizer"]["type"] == "AdamW"  # offload needs DeepSpeed's own CPU Adam
-    cluster = json.loads((ROOT / "configs" / "deepspeed" / "knowlm-13b-zero3-offload-fp16.json").read_text("utf-8"))
-    cpu, changes = resolve_deepspeed({**cluster, "zero_optimization": {**cluster["zero_optimization"],
-                                      "stage3_gather_16bit_weights_on_model_save": False}}, "cpu")
-    assert cpu["fp16"] == {"enabled": False} and cpu["zero_optimization"]["offload_param"]["pin_memory"] is False
-    assert cpu["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
-    assert any("fp16" in c for c in changes) and any("gather_16bit" in c for c in changes)
-    assert resolve_deepspeed(None, "cpu") == (None, [])
-
-
-# ----------------------------------------------------------------------------- data --------
-def test_collator_pads_to_longest_masks_labels_and_counts_truncation():
-    collator = CausalLMCollator(pad_id=2, max_length=5, pad_source="EOS")
-    batch = collator([{"input_ids": torch.tensor([1, 7, 8])}, {"input_ids": torch.tensor([1, 9, 9, 9, 9, 9, 4])},
-                      {"input_ids": torch.tensor([5])}])
-    assert batch["input_ids"].tolist() == [[1, 7, 8, 2, 2], [1, 9, 9, 9, 9], [5, 2, 2, 2, 2]]
-    assert batch["attention_mask"].tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]]
-    assert batch["labels"].tolist() == [[1, 7, 8, -100, -100], [1, 9, 9, 9, 9], [5, -100, -100, -100, -100]]
-    assert collator.truncated == 1
-    # a pad id that equals a real token (EOS) is still a label where it is real text
-    eos_text = collator([{"input_ids": torch.tensor([1, 2])}, {"input_ids": torch.tensor([1, 3, 3])}])
-    assert eos_text["labels"].tolist() == [[1, 2, -100], [1, 3, 3]]
-    with pytest.raises(ValueError, match="non-empty 1-D"):
-        collator([{"input_ids": torch.tensor([], dtype=torch.long)}])
-    assert pad_token(TokenizerInfo(10, 1, 2, 0, "t")) == (0, "tokenizer pad token")
-    assert pad_token(TokenizerInfo(10, 1, 2, None, "t"))[0] == 2
-    assert pad_token(TokenizerInfo(10, None, None, None, "t"))[0] == 0
-
-
-def test_rank_batch_sampler_gives_each_rank_a_different_proportional_share():
-    ranges = {"zh": (0, 50), "en": (50, 80), "code": (80, 90)}
-    base = ProportionalBatchSampler(ranges, {"zh": 2, "en": 1, "code": 1}, batch_size=4, seed=3)
-    ranks = [list(RankBatchSampler(base, r, 2, 0, 6)) for r in range(2)]
-    for k in range(6):
-        a, b = ranks[0][k], ranks[1][k]
-        assert a == base.batch_at(2 * k) and b == base.batch_at(2 * k + 1)
-        for batch in (a, b):  # every rank's micro batch keeps the proportions
-            kinds = Counter("zh" if i < 50 else "en" if i < 80 else "code" for i in batch)
-            assert kinds == {"zh": 2, "en": 1, "code": 1}
-    # one process sees, in order, exactly what the two ranks see interleaved
-    single = list(RankBatchSampler(base, 0, 1, 0, 12))
-    assert single == [ranks[k % 2][k // 2] for k in range(12)]
-    resumed = RankBatchSampler(base, 1, 2, 4, 6)
-    assert list(resumed) == ranks[1][4:] and len(resumed) == 2
-    with pytest.raises(ValueError, match="rank 2 outside world size 2"):
-        RankBatchSampler(base, 2, 2, 0, 1)
-
-
-def _hand_index(path: Path, docs_by_type: dict[str, list[list[int]]], vocab: int) -> MMapTokenIndex:
-    with MMapTokenIndexWriter(path, vocab) as writer:
-        for t, docs in docs_by_type.items():
-            for doc in docs:
-                writer.add_document([np.asarray(doc, np.int64)], type=t)
-    return MMapTokenIndex(path)
-
-
-def test_unigram_baseline_and_per_type_eval_match_hand_computation(tmp_path):
-    vocab = 6
-    train = _hand_index(tmp_path / "train", {"a": [[1, 3, 3, 4], [1, 3]], "b": [[1, 5, 5, 5, 2]]}, vocab)
-    valid = _hand_index(tmp_path / "valid", {"a": [[1, 3, 4], [1, 5]], "b": [[1, 2, 2, 0]]}, vocab)
-    counts, info = unigram_counts(train, vocab)
-    # targets = every token but each sample's first: 3 3 4 | 3 | 5 5 5 2
-    assert counts.tolist() == [0, 0, 1, 3, 1, 3] and info["exact"] and info["tokens_counted"] == 8
-    idx = eval_indices(valid.type_ranges, None)
-    ce = unigram_cross_entropy(counts, valid, idx)
-
-    def p(t):  # add-one smoothing over the 6-token vocabulary
-        return (counts[t] + 1) / (8 + 6)
-
-    a_targets, b_targets = [3, 4, 5], [2, 2, 0]
-    assert ce["a"] == pytest.approx(-sum(math.log(p(t)) for t in a_targets) / 3, rel=1e-12)
-    assert ce["b"] == pytest.approx(-sum(math.log(p(t)) for t in b_targets) / 3, rel=1e-12)
-    assert ce["all"] == pytest.approx((ce["a"] + ce["b"]) / 2, rel=1e-12)  # 3 targets each
-    # capped counting reads evenly spaced chunks and says it is approximate
-    capped, capped_info = unigram_counts(train, vocab, max_tokens=4, chunk_tokens=2)
-    assert not capped_info["exact"] and capped_info["tokens_counted"] == 4
-
-    model = build_model(model_config("cpu-tiny", vocab, **TINY_MODEL), seed=1)
-    from knowlm_utils.indexed import TokenIndexDataset
-
-    evaluator = TypedEvaluator(TokenIndexDataset(valid), idx, CausalLMCollator(0, 16), batch_size=2, unigram=ce)
-
-    class Args:
-        device, process_index, world_size = torch.device("cpu"), 0, 1
-
-    metrics = evaluator(model, Args())
-    expected = {}
-    with torch.no_grad():  # one sample at a time, the model's own loss (mean over its targets)
-        for t, samples in {"a": [[1, 3, 4], [1, 5]], "b": [[1, 2, 2, 0]]}.items():
-            nll = n = 0.0
-            for s in samples:
-                x = torch.tensor([s])
-                nll += float(model(input_ids=x, labels=x).loss) * (len(s) - 1)
-                n += len(s) - 1
-            expected[t] = (nll, n)
-    for t, (nll, n) in expected.items():
-        assert metrics[f"eval_loss_{t}"] == pytest.approx(nll / n, rel=1e-5)
-        assert metrics[f"eval_ppl_{t}"] == pytest.approx(math.exp(nll / n), rel=1e-5)
-        assert metrics[f"eval_unigram_loss_{t}"] == ce[t]
-    total = sum(v[0] for v in expected.values()) / sum(v[1] for v in expected.values())
-    assert metrics["eval_loss"] == pytest.approx(total, rel=1e-5) and metrics["eval_tokens"] == 6
-    assert metrics["eval_unigram_loss"] == ce["all"]
+    assert proc.returncode == 2 and "micro_batch: must be >= 1, got -1" in proc.stderr
 
 
 # ----------------------------------------------------------------------------- training ----
@@ -309,7 +201,7 @@ def test_two_stage_training_changes_only_the_right_parameters(world, tmp_path, c
 def test_two_process_zero3_run_through_the_deepspeed_launcher(world, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from knowlm_utils.indexed import TokenIndexDataset
+    from knowlm_utils.train.dataset import TokenIndexDataset
 
     out = tmp_path / "ds"
     tiny_config(world, out, deepspeed={"stage": 3}, max_steps=3, eval_max_samples_per_type=5)

@@ -11,11 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 from sentencepiece import sentencepiece_model_pb2 as pb
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from transformers import AutoTokenizer
 
-from knowlm_utils import cli, corpus
+from knowlm_utils import cli, corpus, spm
 from knowlm_utils import tokenizer as tk
 from knowlm_utils.config import ConfigError, from_dict
+from knowlm_utils.modeling import build_model, model_config
+
+from conftest import build_sample_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
 HELDOUT = 10.0
@@ -27,11 +30,7 @@ EDGE_CASES = ["", " ", "  ", "\n", "a\n\nb\n", "  two leading spaces", "trailing
 
 @pytest.fixture(scope="module")
 def small_corpus(tmp_path_factory) -> Path:
-    cfg = corpus.load_corpus_config(ROOT / "configs" / "corpus-sample.yaml",
-                                    ["max_docs_per_source=250", "progress=false"])
-    out = tmp_path_factory.mktemp("corpus") / "corpus"
-    corpus.build(cfg, out)
-    return out
+    return build_sample_corpus(tmp_path_factory.mktemp("corpus") / "corpus", 250)
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +39,7 @@ def stage(small_corpus, tmp_path_factory):
                              base=tk.TrainSpec(vocab_size=1500, languages={"en": 1.0, "code": 1.0, "zh": 0.02}),
                              zh=tk.TrainSpec(vocab_size=2500, languages={"zh": 1.0}, character_coverage=0.9995))
     out = tmp_path_factory.mktemp("tok") / "tokenizer"
-    return tk.main(cfg, out), out
+    return tk.build(cfg, out), out
 
 
 @pytest.fixture(scope="module")
@@ -58,14 +57,14 @@ def test_stage_writes_llama_shaped_tokenizers(stage):
     assert sorted(p.name for p in out.iterdir()) == ["base", "extended", "report.json", "zh"]
     assert not list(out.parent.glob(".tokenizer.*")), "temporary folders must be gone"
     for name in ("base", "zh", "extended"):
-        proto = tk.load_model_proto(out / name)
+        proto = spm.load_proto(out / name)
         t, n = proto.trainer_spec, proto.normalizer_spec
         assert (t.model_type, t.byte_fallback, t.split_digits, n.name, n.add_dummy_prefix,
                 n.remove_extra_whitespaces) == (pb.TrainerSpec.BPE, True, True, "identity", True, False)
         assert [proto.pieces[i].piece for i in range(3)] == ["<unk>", "<s>", "</s>"]
         assert t.pad_id == -1
         assert report["sha256"][name] == hashlib.sha256((out / name / "tokenizer.model").read_bytes()).hexdigest()
-        assert report["sha256"][name] == tk.tokenizer_sha256(out / name)
+        assert report["sha256"][name] == spm.sha256(out / name)
     v = report["vocab"]
     assert (v["base"], v["zh"]) == (1500, 2500)
     assert v["extended"] == v["base"] + v["added"] and v["zh"] == v["added"] + v["duplicates"] + v["zh_special_skipped"]
@@ -101,8 +100,8 @@ def test_config_validation(small_corpus, tmp_path):
         tk.TrainSpec(vocab_size=1000, languages={"zh": 1.5})
     with pytest.raises(ConfigError, match="unknown key"):
         from_dict(tk.TokenizerConfig, {"base": {"vocab_size": 1000, "vocab": 3}})
-    cfg = tk.load_tokenizer_config(ROOT / "configs" / "tokenizer-sample.yaml", ["base.vocab_size=4000"])
-    assert cfg.base.vocab_size == 4000 and cfg.base_dir == str(ROOT / "configs")
+    cfg = tk.load_tokenizer_config(ROOT / "configs" / "tokenizer" / "sample.yaml", ["base.vocab_size=4000"])
+    assert cfg.base.vocab_size == 4000 and cfg.base_dir == str(ROOT / "configs" / "tokenizer")
     with pytest.raises(ValueError, match="no training text"):
         tk.train_tokenizer(small_corpus, tk.TrainSpec(vocab_size=300, languages={"klingon": 1.0}), tmp_path / "o")
     with pytest.raises(ValueError, match="sentencepiece training .* failed"):
@@ -116,7 +115,7 @@ def test_autotokenizer_encodes_like_sentencepiece(stage, heldout, name):
     _, out = stage
     texts = [t for lang in ("zh", "en", "code", "mixed") for t in heldout[lang][:15]] + EDGE_CASES
     assert tk.hf_mismatches(out / name, texts) == []
-    hf, sp = AutoTokenizer.from_pretrained(str(out / name)), tk.load_sp(out / name)
+    hf, sp = AutoTokenizer.from_pretrained(str(out / name)), spm.load_processor(out / name)
     assert len(hf) == sp.get_piece_size()
     for text in EDGE_CASES:
         ids = hf(text)["input_ids"]
@@ -147,7 +146,7 @@ def test_zero_score_extension_is_not_expressible_in_hf(stage, heldout, tmp_path)
     rank, so the HF files differ on Chinese text; the default after_base scores do not."""
     _, out = stage
     rep = tk.extend_vocabulary(out / "base", out / "zh", tmp_path / "zero", added_score="zero")
-    assert rep.final_size == tk.load_sp(out / "extended").get_piece_size()
+    assert rep.final_size == spm.load_processor(out / "extended").get_piece_size()
     assert len(tk.hf_mismatches(tmp_path / "zero", heldout["zh"][:20])) > 0
     assert tk.hf_mismatches(out / "extended", heldout["zh"][:20]) == []
 
@@ -155,7 +154,7 @@ def test_zero_score_extension_is_not_expressible_in_hf(stage, heldout, tmp_path)
 # ----------------------------------------------------------------- vocabulary extension ----
 def test_extension_invariants(stage):
     _, out = stage
-    base, zh, ext = (tk.load_model_proto(out / n) for n in ("base", "zh", "extended"))
+    base, zh, ext = (spm.load_proto(out / n) for n in ("base", "zh", "extended"))
     n = len(base.pieces)
     assert [(p.piece, p.score, p.type) for p in ext.pieces[:n]] == [(p.piece, p.score, p.type) for p in base.pieces]
     pieces = [p.piece for p in ext.pieces]
@@ -164,7 +163,7 @@ def test_extension_invariants(stage):
     assert set(added) == normal_pieces(zh) - {p.piece for p in base.pieces}
     assert all(p.type == pb.ModelProto.SentencePiece.NORMAL for p in ext.pieces[n:])
     assert max(p.score for p in ext.pieces[n:]) < min(p.score for p in base.pieces)  # after_base
-    sp = tk.load_sp(out / "extended")
+    sp = spm.load_processor(out / "extended")
     assert (sp.unk_id(), sp.bos_id(), sp.eos_id(), sp.pad_id()) == (0, 1, 2, -1)
 
 
@@ -177,13 +176,13 @@ def test_extended_tokenizer_shortens_chinese_only(stage):
         assert abs(tpc[lang]["extended"] - tpc[lang]["base"]) <= 0.02 * tpc[lang]["base"]
     texts = ["黄河是中国第二长河。"] * 3
     assert tk.tokens_per_char(stage[1] / "extended", texts) == pytest.approx(
-        len(tk.load_sp(stage[1] / "extended").encode(texts[0])) / len(texts[0]))
+        len(spm.load_processor(stage[1] / "extended").encode(texts[0])) / len(texts[0]))
 
 
 def test_add_pad_is_a_control_piece_shared_by_sp_and_hf(stage, tmp_path):
     _, out = stage
     rep = tk.extend_vocabulary(out / "base", out / "zh", tmp_path / "pad", add_pad=True)
-    sp = tk.load_sp(tmp_path / "pad")
+    sp = spm.load_processor(tmp_path / "pad")
     assert rep.pad_id == rep.final_size - 1 == sp.pad_id() and sp.id_to_piece(rep.pad_id) == "[PAD]"
     assert sp.is_control(rep.pad_id) and rep.pad_id not in sp.encode("a [PAD] b")
     hf = AutoTokenizer.from_pretrained(str(tmp_path / "pad"))
@@ -193,7 +192,7 @@ def test_add_pad_is_a_control_piece_shared_by_sp_and_hf(stage, tmp_path):
 
 def llama_shaped_model(sp_model_path: Path, path: Path, size: int = 32000) -> Path:
     """A 32000-piece model like LLaMA's: a trained model plus synthetic normal pieces."""
-    proto = tk.load_model_proto(sp_model_path)
+    proto = spm.load_proto(sp_model_path)
     low = min(p.score for p in proto.pieces)
     for k in range(size - len(proto.pieces)):
         piece = proto.pieces.add()
@@ -207,12 +206,12 @@ def test_cli_extend_on_a_llama_sized_model(stage, sp_model_path, tmp_path, capsy
     zh_model = stage[1] / "zh" / "tokenizer.model"
     rc = cli.main(["tokenizer", "extend", "--base", str(llama), "--add", str(zh_model), "--out", str(tmp_path / "x")])
     assert rc == 0 and "pieces" in capsys.readouterr().out
-    base, zh, ext = tk.load_model_proto(llama), tk.load_model_proto(zh_model), tk.load_model_proto(tmp_path / "x")
+    base, zh, ext = spm.load_proto(llama), spm.load_proto(zh_model), spm.load_proto(tmp_path / "x")
     missing = normal_pieces(zh) - {p.piece for p in base.pieces}
     assert len(base.pieces) == 32000 and len(ext.pieces) == 32000 + len(missing)
     assert [(p.piece, p.score, p.type) for p in ext.pieces[:32000]] == [(p.piece, p.score, p.type) for p in base.pieces]
     assert ext.trainer_spec.unk_id == 0 and ext.trainer_spec.bos_id == 1 and ext.trainer_spec.pad_id == -1
-    sp, hf = tk.load_sp(tmp_path / "x"), AutoTokenizer.from_pretrained(str(tmp_path / "x"))
+    sp, hf = spm.load_processor(tmp_path / "x"), AutoTokenizer.from_pretrained(str(tmp_path / "x"))
     assert sp.get_piece_size() == len(hf) == len(ext.pieces)
     text = "黄河是中国第二长河。The Yellow River, 5464 km."
     assert hf(text)["input_ids"] == [1] + sp.encode(text)
@@ -226,7 +225,7 @@ def test_clear_errors_on_bad_models(stage, tmp_path, capsys):
     text = tmp_path / "notes.txt"
     text.write_text("these are notes, not a model\n" * 20)
     with pytest.raises(ValueError, match="notes.txt is not a SentencePiece model"):
-        tk.load_sp(text)
+        spm.load_processor(text)
     rc = cli.main(["tokenizer", "extend", "--base", str(text), "--add", str(out / "zh"), "--out", str(tmp_path / "o")])
     assert rc == 2 and "notes.txt is not a SentencePiece model" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
@@ -234,46 +233,56 @@ def test_clear_errors_on_bad_models(stage, tmp_path, capsys):
 
 def test_incompatible_models(stage, tmp_path):
     _, out = stage
-    proto = tk.load_model_proto(out / "zh")
+    proto = spm.load_proto(out / "zh")
     proto.trainer_spec.model_type = pb.TrainerSpec.UNIGRAM
     (tmp_path / "uni.model").write_bytes(proto.SerializeToString())
     with pytest.raises(ValueError, match="model_type differs"):
         tk.extend_vocabulary(out / "base", tmp_path / "uni.model", tmp_path / "o")
-    proto = tk.load_model_proto(out / "zh")
+    proto = spm.load_proto(out / "zh")
     proto.trainer_spec.split_digits = False
     (tmp_path / "digits.model").write_bytes(proto.SerializeToString())
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         rep = tk.extend_vocabulary(out / "base", tmp_path / "digits.model", tmp_path / "o", hf_files=False)
     assert any("split_digits differs" in str(w.message) for w in caught) and rep.warnings
-    assert tk.load_sp(tmp_path / "o").get_piece_size() == rep.final_size
+    assert spm.load_processor(tmp_path / "o").get_piece_size() == rep.final_size
 
 
-def test_load_sp_and_sha(stage):
+def test_load_processor_and_sha256(stage, tmp_path):
+    """knowlm_utils.spm, which every stage loads SentencePiece models with: a folder, the .model
+    file or a processor; clear errors for a missing folder and for a model sentencepiece refuses."""
     _, out = stage
-    a, b = tk.load_sp(out / "base"), tk.load_sp(out / "base" / "tokenizer.model")
-    assert a.serialized_model_proto() == b.serialized_model_proto() and tk.load_sp(a) is a
+    folder, file = out / "base", out / "base" / "tokenizer.model"
+    a, b = spm.load_processor(folder), spm.load_processor(file)
+    assert a.serialized_model_proto() == b.serialized_model_proto() and spm.load_processor(a) is a
+    assert spm.load_proto(a) == spm.load_proto(folder) and spm.model_file(folder) == file
+    assert spm.sha256(folder) == spm.sha256(file) == hashlib.sha256(file.read_bytes()).hexdigest()
+    with pytest.raises(FileNotFoundError, match="give a tokenizer folder or a .model file"):
+        spm.load_processor(tmp_path)
+    proto = spm.load_proto(folder)
+    proto.pieces[5].piece = proto.pieces[6].piece
+    (tmp_path / "dup.model").write_bytes(proto.SerializeToString())
+    with pytest.raises(ValueError, match="dup.model is not a usable SentencePiece model.*already defined"):
+        spm.load_processor(tmp_path / "dup.model")
 
 
 # ----------------------------------------------------------------------- model resizing ----
-def tiny_llama(vocab: int, tied: bool) -> LlamaForCausalLM:
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                      num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=tied)
-    return LlamaForCausalLM(cfg)
+def tiny_llama(vocab: int, tied: bool):
+    return build_model(model_config("micro", vocab, tie_word_embeddings=tied), seed=0)
 
 
 @pytest.mark.parametrize("tied", [True, False])
 def test_resize_mean_keeps_old_rows(stage, tied):
     _, out = stage
-    base_n, new_n = tk.load_sp(out / "base").get_piece_size(), tk.load_sp(out / "extended").get_piece_size()
+    base_n, new_n = spm.load_processor(out / "base").get_piece_size(), spm.load_processor(out / "extended").get_piece_size()
     model = tiny_llama(base_n, tied)
     old_in = model.get_input_embeddings().weight.detach().clone()
     old_out = model.get_output_embeddings().weight.detach().clone()
     info = tk.resize_embeddings(model, out / "extended", init="mean")
     w_in, w_out = model.get_input_embeddings().weight, model.get_output_embeddings().weight
     assert info["tied"] == tied and info["new_rows"] == new_n - base_n == info["mean_fallback"]
-    assert w_in.shape == (new_n, 32) and w_out.shape == (new_n, 32) and model.config.vocab_size == new_n
+    h = model.config.hidden_size
+    assert w_in.shape == (new_n, h) and w_out.shape == (new_n, h) and model.config.vocab_size == new_n
     assert torch.equal(w_in[:base_n], old_in) and torch.equal(w_out[:base_n], old_out)
     assert torch.allclose(w_in[base_n:], old_in.mean(0).expand(new_n - base_n, -1))
     assert torch.allclose(w_out[base_n:], old_out.mean(0).expand(new_n - base_n, -1))
@@ -285,7 +294,7 @@ def test_resize_mean_keeps_old_rows(stage, tied):
 def test_resize_subword_init(stage, tmp_path):
     _, out = stage
     tk.extend_vocabulary(out / "base", out / "zh", tmp_path / "pad", add_pad=True)
-    base_sp, ext_sp = tk.load_sp(out / "base"), tk.load_sp(tmp_path / "pad")
+    base_sp, ext_sp = spm.load_processor(out / "base"), spm.load_processor(tmp_path / "pad")
     base_n, new_n = base_sp.get_piece_size(), ext_sp.get_piece_size()
     model = tiny_llama(base_n, tied=False)
     old_in = model.get_input_embeddings().weight.detach().clone()
@@ -295,7 +304,7 @@ def test_resize_subword_init(stage, tmp_path):
     sources = tk.subword_sources(ext_sp, base_sp, base_n, new_n)
     w_in, w_out = model.get_input_embeddings().weight, model.get_output_embeddings().weight
     assert torch.equal(w_in[:base_n], old_in) and torch.equal(w_out[:base_n], old_out)
-    plain = tk._without_dummy_prefix(base_sp)
+    plain = spm.without_dummy_prefix(base_sp)
     for k, ids in enumerate(sources[:-1]):
         assert plain.decode(ids) == ext_sp.id_to_piece(base_n + k).replace("▁", " ")  # same text, base pieces
         assert all(i < base_n for i in ids)
@@ -313,7 +322,7 @@ def test_training_is_reproducible(stage, small_corpus, tmp_path):
     report, out = stage
     spec = tk.TrainSpec(**report["config"]["base"])
     tk.train_tokenizer(small_corpus, spec, tmp_path / "again", HELDOUT, progress=False)
-    assert tk.tokenizer_sha256(tmp_path / "again") == tk.tokenizer_sha256(out / "base")
+    assert spm.sha256(tmp_path / "again") == spm.sha256(out / "base")
 
 
 def test_cli_train(small_corpus, tmp_path, capsys):
@@ -326,7 +335,7 @@ def test_cli_train(small_corpus, tmp_path, capsys):
     assert rc == 0 and "tokens/char" in capsys.readouterr().out
     report = json.loads((tmp_path / "out" / "report.json").read_text("utf-8"))
     assert report["vocab"]["zh"] == 1700 and report["vocab"]["base"] == 1300
-    pad_id = tk.load_sp(tmp_path / "out" / "extended").pad_id()
+    pad_id = spm.load_processor(tmp_path / "out" / "extended").pad_id()
     assert report["vocab"]["pad_id"] == report["vocab"]["extended"] - 1 == pad_id
     assert cli.main(["tokenizer", "train", str(cfg), "--out", str(tmp_path / "o2"), "-o", "base.vocab=3"]) == 2
 
@@ -336,7 +345,7 @@ def test_cli_extend_zero_scores_and_pad(stage, sp_model_path, tmp_path):
     llama = llama_shaped_model(sp_model_path, tmp_path / "llama.model")
     rc = cli.main(["tokenizer", "extend", "--base", str(llama), "--add", str(stage[1] / "zh"), "--out",
                    str(tmp_path / "x"), "--added-score", "zero", "--add-pad"])
-    ext = tk.load_model_proto(tmp_path / "x")
+    ext = spm.load_proto(tmp_path / "x")
     assert rc == 0 and all(p.score == 0.0 for p in ext.pieces[32000:])
     assert ext.pieces[-1].piece == "[PAD]" and ext.pieces[-1].type == pb.ModelProto.SentencePiece.CONTROL
     assert ext.trainer_spec.pad_id == len(ext.pieces) - 1 == AutoTokenizer.from_pretrained(str(tmp_path / "x")).pad_token_id

@@ -1,4 +1,4 @@
-"""Stage 04 storage (knowlm_utils.indexed): the Megatron-layout memory-mapped token index.
+"""Stage 04 storage (knowlm_utils.index): the Megatron-layout memory-mapped token index.
 
 The files written by the project are read back here by an INDEPENDENT reader built only from
 the documented byte layout (struct + numpy), so the test would catch a writer and reader that
@@ -21,20 +21,20 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from knowlm_utils import cli, indexed
-from knowlm_utils.indexed import (
-    FeistelPermutation,
+from knowlm_utils import cli
+from knowlm_utils.index import (
     IndexFormatError,
     MMapTokenIndex,
     MMapTokenIndexWriter,
-    ProportionalBatchSampler,
-    TokenIndexDataset,
     dtype_for_vocab,
     import_knowlm_legacy,
-    largest_remainder_counts,
     merge_indexes,
     read_manifest,
 )
+from knowlm_utils.index import format as index_format
+from knowlm_utils.index import merge as index_merge
+from knowlm_utils.train.dataset import TokenIndexDataset
+from knowlm_utils.train.sampling import FeistelPermutation, ProportionalBatchSampler, largest_remainder_counts
 
 ROOT = Path(__file__).resolve().parents[1]
 MEGATRON_DTYPES = {1: "u1", 2: "i1", 3: "<i2", 4: "<i4", 5: "<i8", 6: "<f8", 7: "<f4", 8: "<u2"}
@@ -104,8 +104,8 @@ def doc_index_of(typed_docs):
 @pytest.fixture
 def small_chunks(monkeypatch):
     """Tiny streaming chunks so every chunk boundary / carry path runs on small data."""
-    monkeypatch.setattr(indexed, "CHUNK_ITEMS", 3)
-    monkeypatch.setattr(indexed, "COPY_BYTES", 10)
+    monkeypatch.setattr(index_format, "CHUNK_ITEMS", 3)
+    monkeypatch.setattr(index_merge, "COPY_BYTES", 10)
 
 
 # ------------------------------------------------------------------ writer / layout -------
@@ -325,7 +325,7 @@ def test_exception_inside_with_leaves_nothing(tmp_path):
 CHILD = textwrap.dedent("""
     import os, signal, sys
     import numpy as np
-    from knowlm_utils.indexed import MMapTokenIndexWriter
+    from knowlm_utils.index import MMapTokenIndexWriter
     prefix, mode = sys.argv[1], sys.argv[2]
     if mode == "commit":  # die between committing the .bin/manifest and the .idx
         real_replace = os.replace
@@ -459,6 +459,9 @@ def test_dataset_items_types_and_pickling(tmp_path):
     assert item.dtype == torch.long and item.tolist() == expected[1]
     assert [ds.type_of(i) for i in range(len(ds))] == ["zh"] * n_zh + ["en"] * (len(ds) - n_zh)
     assert ds.type_of(-1) == "en"
+    assert ds.index.type_of(n_zh - 1) == "zh" and ds.index.type_of(n_zh) == "en"  # the reader owns the lookup
+    with pytest.raises(IndexError):
+        ds.type_of(len(ds))
     clone = pickle.loads(pickle.dumps(ds))  # DataLoader workers reopen the maps
     assert clone[len(ds) - 1]["input_ids"].tolist() == expected[-1]
 
@@ -589,8 +592,10 @@ def test_cli_inspect_merge_import(tmp_path, capsys, sp_model_path):
 
 def test_reading_and_writing_do_not_import_torch():
     """torch (~1.5 s, ~200 MB) loads only when TokenIndexDataset / ProportionalBatchSampler are used."""
-    code = ("import sys, knowlm_utils.indexed as ix; assert 'torch' not in sys.modules; "
-            "import torch; assert issubclass(ix.ProportionalBatchSampler, torch.utils.data.Sampler)")
+    code = ("import sys, knowlm_utils.index, knowlm_utils.train.dataset as d, knowlm_utils.train.sampling as s; "
+            "assert 'torch' not in sys.modules; import torch; "
+            "assert issubclass(s.ProportionalBatchSampler, torch.utils.data.Sampler); "
+            "assert issubclass(d.TokenIndexDataset, torch.utils.data.Dataset)")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 

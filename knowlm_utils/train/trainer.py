@@ -1,0 +1,183 @@
+"""The Hugging Face ``Trainer`` as the course runs it.
+
+* :func:`resolve_device`, :func:`resolve_precision` — ``auto`` made concrete, impossible
+  combinations rejected;
+* :func:`training_arguments` — ``TrainingArguments`` from a :class:`~.config.TrainingArgs`;
+* :func:`make_trainer_class` — a ``Trainer`` whose train batches come from a batch-sampler
+  factory (rank-sliced, resumable by *starting* at a micro step instead of replaying batches)
+  and whose ``evaluate`` is a given evaluator;
+* callbacks: :func:`log_history_callback` (``OUTPUT/log_history.json`` at every log, for live
+  plots), :func:`stop_callback` (end a session at a step with a checkpoint); :func:`read_history`
+  reads the log back.
+
+transformers and torch are imported inside the functions (importing them costs seconds).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..fileio import read_json, write_json_atomic
+
+LOG_HISTORY = "log_history.json"
+METRICS = "metrics.json"
+
+
+def is_main_process() -> bool:
+    """Rank 0 (or no launcher at all), from the launcher's ``RANK`` variable."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+# ============================================================================ device ======
+def resolve_device(device: str) -> str:
+    """``cpu`` or ``cuda`` for a config's ``device`` (``auto``: cuda when torch sees a GPU)."""
+    if device != "auto":
+        if device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                raise RuntimeError("device: cuda, but torch sees no CUDA GPU (use device: cpu or auto)")
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """``fp32``, ``fp16`` or ``bf16`` for a config's ``precision`` on ``device``."""
+    if device == "cpu":
+        if precision in ("fp16", "bf16"):
+            raise ValueError(f"precision {precision!r} needs a GPU; on CPU the course trains in fp32 "
+                             "(precision: auto or fp32)")
+        return "fp32"
+    if precision != "auto":
+        return precision
+    import torch
+
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+# ============================================================================ arguments ===
+def training_arguments(config, output_dir: Path, device: str, precision: str, ds_config: dict | None,
+                       has_eval: bool):
+    """``TrainingArguments`` for a run configured by ``config`` (a
+    :class:`~knowlm_utils.train.config.TrainingArgs`). ``ignore_data_skip=True``: the sampler
+    itself restarts at the checkpoint's step, the Trainer must not also skip batches."""
+    from transformers import TrainingArguments
+
+    from ..launch import trainer_device_args
+
+    warmup = config.warmup_steps if config.warmup_steps is not None else round(config.warmup_ratio * config.max_steps)
+    scheduler, scheduler_kwargs = config.lr_scheduler, {}
+    if config.min_lr_ratio > 0 and scheduler == "cosine":
+        scheduler, scheduler_kwargs = "cosine_with_min_lr", {"min_lr_rate": config.min_lr_ratio}
+    return TrainingArguments(
+        output_dir=str(output_dir), max_steps=config.max_steps, per_device_train_batch_size=config.micro_batch,
+        per_device_eval_batch_size=config.eval_batch_size,
+        gradient_accumulation_steps=config.grad_accum, learning_rate=config.lr, lr_scheduler_type=scheduler,
+        lr_scheduler_kwargs=scheduler_kwargs, warmup_steps=warmup, weight_decay=config.weight_decay,
+        adam_beta1=config.betas[0], adam_beta2=config.betas[1], adam_epsilon=config.eps,
+        max_grad_norm=config.max_grad_norm, fp16=precision == "fp16", bf16=precision == "bf16",
+        logging_steps=config.logging_steps, logging_first_step=True,
+        eval_strategy="steps" if has_eval and config.eval_steps else "no", eval_steps=config.eval_steps,
+        eval_on_start=has_eval and config.eval_on_start,
+        save_strategy="steps" if config.save_steps else "no", save_steps=config.save_steps or 500,
+        save_total_limit=config.save_total_limit, seed=config.seed, data_seed=config.seed,
+        ignore_data_skip=True, report_to=[], disable_tqdm=not config.progress,
+        include_num_input_tokens_seen="non_padding", dataloader_num_workers=config.dataloader_workers,
+        remove_unused_columns=False, deepspeed=ds_config,
+        ddp_backend="gloo" if device == "cpu" and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
+        **trainer_device_args(device),
+    )
+
+
+# ============================================================================ trainer =====
+def make_trainer_class():
+    """The Trainer subclass, built lazily (importing transformers costs seconds). Its extra
+    keyword arguments: ``batch_sampler_factory(rank, world_size, start_micro_step)`` → this
+    rank's batch sampler, and ``evaluator(model, args, prefix)`` → eval metrics. Set
+    ``trainer.start_micro_step`` before ``train()`` to resume the data where a checkpoint
+    stopped."""
+    from transformers import Trainer
+
+    class KnowLMTrainer(Trainer):
+        """``Trainer`` with a rank-sliced, exactly resumable batch sampler and its own evaluator."""
+
+        def __init__(self, *args, batch_sampler_factory, evaluator, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._batch_sampler_factory = batch_sampler_factory
+            self._evaluator = evaluator
+            self.start_micro_step = 0
+
+        def get_train_dataloader(self):
+            from torch.utils.data import DataLoader
+
+            sampler = self._batch_sampler_factory(self.args.process_index, self.args.world_size, self.start_micro_step)
+            return DataLoader(self.train_dataset, batch_sampler=sampler, collate_fn=self.data_collator,
+                              num_workers=self.args.dataloader_num_workers, pin_memory=False)
+
+        def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
+            metrics = self._evaluator(self.model, self.args, metric_key_prefix)
+            self.log(metrics)
+            self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+            return metrics
+
+    return KnowLMTrainer
+
+
+def last_eval(trainer) -> dict[str, Any]:
+    """The ``eval_*`` metrics logged at the trainer's current step ({} if it did not evaluate
+    there): a run that just evaluated at its last step need not evaluate again."""
+    last = [h for h in trainer.state.log_history if "eval_loss" in h]
+    if last and last[-1].get("step") == trainer.state.global_step:
+        return {k: v for k, v in last[-1].items() if k.startswith("eval_")}
+    return {}
+
+
+# ============================================================================ callbacks ===
+def stop_callback(stop_at_step: int):
+    """A callback that ends the session at ``stop_at_step`` and makes the Trainer save a
+    checkpoint there."""
+    from transformers import TrainerCallback
+
+    class StopAtStep(TrainerCallback):
+        """Ends the session at ``stop_at_step`` and makes the Trainer save a checkpoint there."""
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step >= stop_at_step:
+                control.should_save = True
+                control.should_training_stop = True
+            return control
+
+    return StopAtStep()
+
+
+def log_history_callback(output_dir: Path):
+    """A callback that rewrites ``output_dir/log_history.json`` atomically at every log (rank 0)."""
+    from transformers import TrainerCallback
+
+    class LogHistoryWriter(TrainerCallback):
+        """Rewrites OUTPUT/log_history.json atomically at every log (rank 0), for live plots."""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.is_world_process_zero:
+                write_json_atomic(output_dir / LOG_HISTORY, state.log_history)
+
+    return LogHistoryWriter()
+
+
+def read_history(output_dir: str | os.PathLike) -> dict[str, list[dict[str, Any]]]:
+    """OUTPUT/log_history.json split into ``train`` rows (step, loss, learning_rate, grad_norm,
+    num_input_tokens_seen …) and ``eval`` rows (step, eval_loss, eval_loss_<type>,
+    eval_unigram_loss_<type> …), for plotting during or after a run."""
+    path = Path(output_dir) / LOG_HISTORY
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no log history yet (written at the first logging step)")
+    rows = read_json(path)
+    return {"train": [r for r in rows if "loss" in r], "eval": [r for r in rows if "eval_loss" in r]}
+
+
+__all__ = ["LOG_HISTORY", "METRICS", "is_main_process", "resolve_device", "resolve_precision", "training_arguments",
+           "make_trainer_class", "last_eval", "stop_callback", "log_history_callback", "read_history"]

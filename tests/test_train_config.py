@@ -1,0 +1,42 @@
+"""knowlm_utils.train.config + trainer.training_arguments: the training-loop fields any stage
+config inherits (flat YAML keys, checked on load) and the TrainingArguments made from them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from knowlm_utils.config import ConfigError, StageConfig, field
+from knowlm_utils.train.config import LoraSection, TrainingArgs
+from knowlm_utils.train.trainer import training_arguments
+
+
+@dataclass
+class OtherStageConfig(StageConfig, TrainingArgs):
+    """A stage other than pretraining (as SFT will be): its own required field + the shared loop."""
+
+    data: str = field(help="training data")
+    lora: LoraSection = field(default_factory=LoraSection, help="LoRA settings")
+
+
+def test_training_fields_are_flat_keys_of_any_stage_config(tmp_path):
+    path = tmp_path / "other.yaml"
+    path.write_text(yaml.safe_dump({"data": "d.jsonl", "max_steps": 7, "min_lr_ratio": 0.1, "lora": {"r": 4}}), "utf-8")
+    cfg = OtherStageConfig.from_yaml(path, ["grad_accum=3", "deepspeed={stage: 2}"])
+    assert (cfg.max_steps, cfg.grad_accum, cfg.lora.r, cfg.deepspeed) == (7, 3, 4, {"stage": 2})
+    assert cfg.eval_batch_size == cfg.micro_batch == 8 and cfg.path(cfg.data) == tmp_path / "d.jsonl"
+    for overrides, message in [(["micro_batch=0"], "micro_batch: must be >= 1"),
+                               (["betas=[0.9]"], "betas must be two numbers"),
+                               (["betas=[0.9, 1.5]"], r"betas\[1\]: must be < 1"),
+                               (["deepspeed={stage: 3, offload: true}"], r"unknown key\(s\) \['offload'\]"),
+                               (["device=tpu"], "device: must be one of")]:
+        with pytest.raises(ConfigError, match=message):
+            OtherStageConfig.from_yaml(path, overrides)
+
+    args = training_arguments(cfg, Path(tmp_path / "out"), "cpu", "fp32", None, has_eval=False)
+    assert (args.max_steps, args.gradient_accumulation_steps, args.per_device_train_batch_size) == (7, 3, 8)
+    assert args.lr_scheduler_type.value == "cosine_with_min_lr" and args.lr_scheduler_kwargs == {"min_lr_rate": 0.1}
+    assert args.ignore_data_skip and args.eval_strategy.value == "no" and args.save_strategy.value == "no"
