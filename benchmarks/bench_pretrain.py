@@ -145,7 +145,8 @@ def packing(prefix: Path, proportions: dict[str, float], micro_batch: int, seq_l
     from knowlm_utils.index import MMapTokenIndex
     from knowlm_utils.train.dataset import TokenIndexDataset
     from knowlm_utils.train.sampling import ProportionalBatchSampler
-    from knowlm_utils.pretrain import CausalLMCollator, RankBatchSampler
+    from knowlm_utils.train.collate import CausalLMCollator
+    from knowlm_utils.train.sampling import RankBatchSampler
 
     index = MMapTokenIndex(prefix)
     dataset = TokenIndexDataset(index)

@@ -44,7 +44,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .config import ConfigError, Overrides, StageConfig, field, parse_overrides, stage_command
+from .config import Overrides, StageConfig, field, parse_overrides, stage_command
 from .fileio import write_json_atomic
 from .train.checkpoints import checkpoint_step, latest_checkpoint, resolve_resume, save_final
 from .train.collate import CausalLMCollator, pad_token
@@ -54,7 +54,7 @@ from .train.evaluation import TypedEvaluator, eval_indices, unigram_counts, unig
 from .train.lora import STAGES, apply_stage, trainable_parameter_count
 from .train.sampling import RankBatchSampler
 from .train.trainer import (LOG_HISTORY, METRICS, is_main_process, last_eval, log_history_callback, make_trainer_class,
-                            read_history, resolve_device, resolve_precision, stop_callback, training_arguments)
+                            resolve_device, resolve_precision, stop_callback, training_arguments)
 
 
 # ============================================================================ config ======
@@ -451,7 +451,4 @@ def add_cli(subparsers) -> None:
 
 
 __all__ = ["PretrainConfig", "load_pretrain_config", "build_pretrain_model", "default_proportions", "main",
-           "launch_pretrain", "pretrain_script", "build_arg_parser", "add_cli", "ConfigError",
-           # shared training parts (knowlm_utils.train), re-exported for notebook 05 and the benchmarks
-           "ModelSection", "LoraSection", "resolve_deepspeed", "read_history", "CausalLMCollator", "pad_token",
-           "RankBatchSampler"]
+           "launch_pretrain", "pretrain_script", "build_arg_parser", "add_cli"]

@@ -36,7 +36,7 @@ def test_every_yaml_loads_and_print_config_round_trips(path):
     data = yaml.safe_load(commented_yaml(cfg))
     assert from_dict(cls, {**data, "base_dir": cfg.base_dir}) == cfg
     if path.parent.name == "pretrain":
-        from knowlm_utils.pretrain import resolve_deepspeed
+        from knowlm_utils.train.deepspeed import resolve_deepspeed
 
         resolve_deepspeed(cfg.deepspeed, "cpu" if cfg.device == "cpu" else "cuda", cfg)  # file exists, expands
 

@@ -7,7 +7,6 @@ agree with each other but not with Megatron-LM.
 
 import json
 import os
-import pickle
 import signal
 import struct
 import subprocess
@@ -17,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -33,8 +31,6 @@ from knowlm_utils.index import (
 )
 from knowlm_utils.index import format as index_format
 from knowlm_utils.index import merge as index_merge
-from knowlm_utils.train.dataset import TokenIndexDataset
-from knowlm_utils.train.sampling import FeistelPermutation, ProportionalBatchSampler, largest_remainder_counts
 
 ROOT = Path(__file__).resolve().parents[1]
 MEGATRON_DTYPES = {1: "u1", 2: "i1", 3: "<i2", 4: "<i4", 5: "<i8", 6: "<f8", 7: "<f4", 8: "<u2"}
@@ -446,114 +442,6 @@ def test_import_knowlm_legacy(tmp_path, small_chunks):
     assert not any(p.name.startswith(("o2", "o3", "o4", ".o")) for p in tmp_path.iterdir())
 
 
-# ------------------------------------------------------------------ dataset + sampler -----
-def test_dataset_items_types_and_pickling(tmp_path):
-    rng = np.random.default_rng(8)
-    typed = {"zh": random_docs(rng, 3, 100), "en": random_docs(rng, 2, 100)}
-    write_docs(tmp_path / "x", typed, vocab=100)
-    ds = TokenIndexDataset(tmp_path / "x")
-    expected = flat_samples(typed)
-    n_zh = sum(len(d) for d in typed["zh"])
-    assert len(ds) == len(expected)
-    item = ds[1]["input_ids"]
-    assert item.dtype == torch.long and item.tolist() == expected[1]
-    assert [ds.type_of(i) for i in range(len(ds))] == ["zh"] * n_zh + ["en"] * (len(ds) - n_zh)
-    assert ds.type_of(-1) == "en"
-    assert ds.index.type_of(n_zh - 1) == "zh" and ds.index.type_of(n_zh) == "en"  # the reader owns the lookup
-    with pytest.raises(IndexError):
-        ds.type_of(len(ds))
-    clone = pickle.loads(pickle.dumps(ds))  # DataLoader workers reopen the maps
-    assert clone[len(ds) - 1]["input_ids"].tolist() == expected[-1]
-
-
-def _ranges():
-    return {"zh": (0, 37), "en": (37, 60), "code": (60, 67)}
-
-
-def test_sampler_proportions_are_exact_in_every_batch():
-    ranges = _ranges()
-    sampler = ProportionalBatchSampler(ranges, {"zh": 0.5, "en": 0.3, "code": 0.2}, batch_size=11, seed=3,
-                                       num_steps=40)
-    assert sampler.counts_per_batch == {"zh": 6, "en": 3, "code": 2}  # 5.5/3.3/2.2 -> largest remainder to zh
-    batches = list(sampler)
-    assert len(batches) == len(sampler) == 40
-    for batch in batches:
-        kinds = [next(t for t, (s, e) in ranges.items() if s <= i < e) for i in batch]
-        assert {t: kinds.count(t) for t in ranges} == sampler.counts_per_batch
-    # within one epoch of a type every sample appears exactly once; epochs continue independently
-    code = [i for b in batches for i in b if 60 <= i < 67]
-    for ep in range(len(code) // 7):
-        assert sorted(code[7 * ep:7 * ep + 7]) == list(range(60, 67))
-    assert code[:7] != code[7:14]  # a new permutation per epoch
-    zh = [i for b in batches for i in b if i < 37]
-    assert sorted(zh[:37]) == list(range(37))
-
-
-def test_sampler_is_deterministic_and_resumable():
-    props = {"zh": 0.6, "en": 0.3, "code": 0.1}
-    full = list(ProportionalBatchSampler(_ranges(), props, 10, seed=1, num_steps=50))
-    again = list(ProportionalBatchSampler(_ranges(), props, 10, seed=1, num_steps=50))
-    other = list(ProportionalBatchSampler(_ranges(), props, 10, seed=2, num_steps=50))
-    assert full == again and full != other
-    for k in (0, 1, 17, 49, 50):
-        resumed = ProportionalBatchSampler(_ranges(), props, 10, seed=1, start_step=k, num_steps=50)
-        assert list(resumed) == full[k:] and len(resumed) == 50 - k
-    far = ProportionalBatchSampler(_ranges(), props, 10, seed=1, start_step=10 ** 9)
-    assert len(next(iter(far))) == 10  # O(1) resume, no replay
-    with pytest.raises(TypeError, match="endless"):
-        len(far)
-
-
-def test_sampler_refuses_bad_proportions():
-    with pytest.raises(ValueError, match=r"type\(s\) \['fr'\] that are not in the index"):
-        ProportionalBatchSampler(_ranges(), {"fr": 1.0}, 4)
-    with pytest.raises(ValueError, match="'code' .*rounds to 0 of 4"):
-        ProportionalBatchSampler(_ranges(), {"zh": 0.9, "code": 0.1}, 4)
-    with pytest.raises(ValueError, match="has no samples"):
-        ProportionalBatchSampler({"zh": (0, 5), "en": (5, 5)}, {"zh": 1, "en": 1}, 4)
-    with pytest.raises(ValueError, match="not all zero"):
-        ProportionalBatchSampler(_ranges(), {"zh": 0}, 4)
-
-
-def test_dataloader_with_proportional_batches(tmp_path):
-    rng = np.random.default_rng(9)
-    write_docs(tmp_path / "x", {"zh": random_docs(rng, 6, 50), "en": random_docs(rng, 6, 50)}, vocab=50)
-    ds = TokenIndexDataset(tmp_path / "x")
-    sampler = ProportionalBatchSampler(ds.type_ranges, {"zh": 0.75, "en": 0.25}, 4, num_steps=3)
-    loader = torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=lambda items: items)
-    batches = list(loader)
-    assert len(batches) == 3
-    for b, idx in zip(batches, sampler):
-        assert [x["input_ids"].tolist() for x in b] == [ds[i]["input_ids"].tolist() for i in idx]
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.dictionaries(st.sampled_from("abcdef"), st.floats(0.01, 100), min_size=1, max_size=6),
-       st.integers(1, 500))
-def test_largest_remainder_property(props, total):
-    counts = largest_remainder_counts(props, total)
-    assert sum(counts.values()) == total
-    s = sum(props.values())
-    for k, c in counts.items():
-        assert abs(c - props[k] / s * total) < 1 + 1e-9
-
-
-@settings(max_examples=40, deadline=None)
-@given(st.integers(1, 3000), st.integers(0, 2 ** 32), st.integers(0, 5))
-def test_feistel_permutation_is_a_bijection(n, seed, epoch):
-    perm = FeistelPermutation(n, (seed, 7, epoch))
-    out = perm(np.arange(n))
-    assert sorted(out.tolist()) == list(range(n))
-    assert out.tolist() == perm(np.arange(n)).tolist()
-
-
-def test_feistel_permutation_shuffles():
-    a = FeistelPermutation(1000, (0, 1, 0))(np.arange(1000))
-    b = FeistelPermutation(1000, (0, 1, 1))(np.arange(1000))
-    assert abs(np.corrcoef(np.arange(1000), a)[0, 1]) < 0.15
-    assert (a != b).mean() > 0.9
-
-
 # ------------------------------------------------------------------ CLI -------------------
 def test_cli_inspect_merge_import(tmp_path, capsys, sp_model_path):
     import sentencepiece as spm
@@ -616,27 +504,3 @@ def test_round_trip_property(docs):
         assert list(MMapTokenIndex(Path(d) / "x").type_ranges) == order
 
 
-@settings(max_examples=40, deadline=None)
-@given(st.lists(st.integers(1, 40), min_size=1, max_size=4), st.data())
-def test_sampler_property(type_sizes, data):
-    """Random ranges / proportions / batch sizes: exact per-batch counts, indices inside their
-    type's range, and resuming at any step reproduces the uninterrupted run."""
-    names = [f"t{i}" for i in range(len(type_sizes))]
-    bounds = np.concatenate([[0], np.cumsum(type_sizes)]).tolist()
-    ranges = {n: (bounds[i], bounds[i + 1]) for i, n in enumerate(names)}
-    batch_size = data.draw(st.integers(len(names), 64))
-    props = {n: data.draw(st.floats(0.2, 5.0)) for n in names}
-    try:
-        sampler = ProportionalBatchSampler(ranges, props, batch_size, seed=data.draw(st.integers(0, 99)), num_steps=12)
-    except ValueError as exc:  # a type rounding to 0 per batch is refused, never silently dropped
-        assert "rounds to 0" in str(exc)
-        return
-    full = list(sampler)
-    for batch in full:
-        assert len(batch) == batch_size
-        for n, c in sampler.counts_per_batch.items():
-            s, e = ranges[n]
-            assert sum(s <= i < e for i in batch) == c
-    k = data.draw(st.integers(0, 12))
-    resumed = ProportionalBatchSampler(ranges, props, batch_size, seed=sampler.seed, start_step=k, num_steps=12)
-    assert list(resumed) == full[k:]

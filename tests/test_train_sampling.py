@@ -1,13 +1,18 @@
-"""knowlm_utils.train.sampling.RankBatchSampler: each rank's share of the typed batches.
-(ProportionalBatchSampler itself is tested with the index, in test_index.py.)"""
+"""knowlm_utils.train.sampling: the Feistel permutation, largest-remainder counts,
+ProportionalBatchSampler (exact per-batch type counts, O(1) resume) and RankBatchSampler (each
+rank's share of the typed batches)."""
 
 from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from knowlm_utils.train.sampling import ProportionalBatchSampler, RankBatchSampler
+from knowlm_utils.train.sampling import (FeistelPermutation, ProportionalBatchSampler, RankBatchSampler,
+                                         largest_remainder_counts)
 
 
 def test_rank_batch_sampler_gives_each_rank_a_different_proportional_share():
@@ -27,3 +32,105 @@ def test_rank_batch_sampler_gives_each_rank_a_different_proportional_share():
     assert list(resumed) == ranks[1][4:] and len(resumed) == 2
     with pytest.raises(ValueError, match="rank 2 outside world size 2"):
         RankBatchSampler(base, 2, 2, 0, 1)
+
+
+def _ranges():
+    return {"zh": (0, 37), "en": (37, 60), "code": (60, 67)}
+
+
+def test_sampler_proportions_are_exact_in_every_batch():
+    ranges = _ranges()
+    sampler = ProportionalBatchSampler(ranges, {"zh": 0.5, "en": 0.3, "code": 0.2}, batch_size=11, seed=3,
+                                       num_steps=40)
+    assert sampler.counts_per_batch == {"zh": 6, "en": 3, "code": 2}  # 5.5/3.3/2.2 -> largest remainder to zh
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == 40
+    for batch in batches:
+        kinds = [next(t for t, (s, e) in ranges.items() if s <= i < e) for i in batch]
+        assert {t: kinds.count(t) for t in ranges} == sampler.counts_per_batch
+    # within one epoch of a type every sample appears exactly once; epochs continue independently
+    code = [i for b in batches for i in b if 60 <= i < 67]
+    for ep in range(len(code) // 7):
+        assert sorted(code[7 * ep:7 * ep + 7]) == list(range(60, 67))
+    assert code[:7] != code[7:14]  # a new permutation per epoch
+    zh = [i for b in batches for i in b if i < 37]
+    assert sorted(zh[:37]) == list(range(37))
+
+
+def test_sampler_is_deterministic_and_resumable():
+    props = {"zh": 0.6, "en": 0.3, "code": 0.1}
+    full = list(ProportionalBatchSampler(_ranges(), props, 10, seed=1, num_steps=50))
+    again = list(ProportionalBatchSampler(_ranges(), props, 10, seed=1, num_steps=50))
+    other = list(ProportionalBatchSampler(_ranges(), props, 10, seed=2, num_steps=50))
+    assert full == again and full != other
+    for k in (0, 1, 17, 49, 50):
+        resumed = ProportionalBatchSampler(_ranges(), props, 10, seed=1, start_step=k, num_steps=50)
+        assert list(resumed) == full[k:] and len(resumed) == 50 - k
+    far = ProportionalBatchSampler(_ranges(), props, 10, seed=1, start_step=10 ** 9)
+    assert len(next(iter(far))) == 10  # O(1) resume, no replay
+    with pytest.raises(TypeError, match="endless"):
+        len(far)
+
+
+def test_sampler_refuses_bad_proportions():
+    with pytest.raises(ValueError, match=r"type\(s\) \['fr'\] that are not in the index"):
+        ProportionalBatchSampler(_ranges(), {"fr": 1.0}, 4)
+    with pytest.raises(ValueError, match="'code' .*rounds to 0 of 4"):
+        ProportionalBatchSampler(_ranges(), {"zh": 0.9, "code": 0.1}, 4)
+    with pytest.raises(ValueError, match="has no samples"):
+        ProportionalBatchSampler({"zh": (0, 5), "en": (5, 5)}, {"zh": 1, "en": 1}, 4)
+    with pytest.raises(ValueError, match="not all zero"):
+        ProportionalBatchSampler(_ranges(), {"zh": 0}, 4)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(st.sampled_from("abcdef"), st.floats(0.01, 100), min_size=1, max_size=6),
+       st.integers(1, 500))
+def test_largest_remainder_property(props, total):
+    counts = largest_remainder_counts(props, total)
+    assert sum(counts.values()) == total
+    s = sum(props.values())
+    for k, c in counts.items():
+        assert abs(c - props[k] / s * total) < 1 + 1e-9
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 3000), st.integers(0, 2 ** 32), st.integers(0, 5))
+def test_feistel_permutation_is_a_bijection(n, seed, epoch):
+    perm = FeistelPermutation(n, (seed, 7, epoch))
+    out = perm(np.arange(n))
+    assert sorted(out.tolist()) == list(range(n))
+    assert out.tolist() == perm(np.arange(n)).tolist()
+
+
+def test_feistel_permutation_shuffles():
+    a = FeistelPermutation(1000, (0, 1, 0))(np.arange(1000))
+    b = FeistelPermutation(1000, (0, 1, 1))(np.arange(1000))
+    assert abs(np.corrcoef(np.arange(1000), a)[0, 1]) < 0.15
+    assert (a != b).mean() > 0.9
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(1, 40), min_size=1, max_size=4), st.data())
+def test_sampler_property(type_sizes, data):
+    """Random ranges / proportions / batch sizes: exact per-batch counts, indices inside their
+    type's range, and resuming at any step reproduces the uninterrupted run."""
+    names = [f"t{i}" for i in range(len(type_sizes))]
+    bounds = np.concatenate([[0], np.cumsum(type_sizes)]).tolist()
+    ranges = {n: (bounds[i], bounds[i + 1]) for i, n in enumerate(names)}
+    batch_size = data.draw(st.integers(len(names), 64))
+    props = {n: data.draw(st.floats(0.2, 5.0)) for n in names}
+    try:
+        sampler = ProportionalBatchSampler(ranges, props, batch_size, seed=data.draw(st.integers(0, 99)), num_steps=12)
+    except ValueError as exc:  # a type rounding to 0 per batch is refused, never silently dropped
+        assert "rounds to 0" in str(exc)
+        return
+    full = list(sampler)
+    for batch in full:
+        assert len(batch) == batch_size
+        for n, c in sampler.counts_per_batch.items():
+            s, e = ranges[n]
+            assert sum(s <= i < e for i in batch) == c
+    k = data.draw(st.integers(0, 12))
+    resumed = ProportionalBatchSampler(ranges, props, batch_size, seed=sampler.seed, start_step=k, num_steps=12)
+    assert list(resumed) == full[k:]
