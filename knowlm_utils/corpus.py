@@ -37,7 +37,7 @@ from tqdm import tqdm
 from .cleaning import RULES, DocumentFilter, FilterConfig
 from .config import Overrides, Section, StageConfig, field, show_config_fields, stage_command
 from .dedup import DedupConfig, Deduplicator
-from .fileio import atomic_open, write_json_atomic
+from .fileio import atomic_open, replace_dir, temp_dir_beside, write_json_atomic
 
 FORMATS = ("jsonl", "jsonl.gz", "txt", "txt.gz")
 SKIP_REASONS = ("invalid_utf8", "invalid_json", "not_an_object", "missing_field", "wrong_type",
@@ -259,9 +259,7 @@ def build(config: CorpusConfig, output_dir: str | os.PathLike | None = None) -> 
     interrupted run never leaves a half-built corpus under the final name.
     """
     out = Path(output_dir).resolve() if output_dir else config.path(config.output_dir)
-    tmp = out.parent / f".{out.name}.building-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = temp_dir_beside(out)
     t0 = time.perf_counter()
     analyser = _Analyser(config)  # also fails fast on unreadable block/boilerplate lists
     dedup = Deduplicator(config.dedup)
@@ -283,11 +281,7 @@ def build(config: CorpusConfig, output_dir: str | os.PathLike | None = None) -> 
     finally:
         if pool is not None:
             pool.terminate()
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_dir(tmp, out)
     return result
 
 

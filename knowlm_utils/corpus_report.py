@@ -7,7 +7,6 @@ build path does not import pandas or matplotlib.
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .fileio import read_json
+from .fileio import read_json, read_jsonl
 
 
 def load_stats(corpus_dir: str | os.PathLike) -> dict[str, Any]:
@@ -63,13 +62,8 @@ def plot_length_histograms(stats: dict[str, Any], axes=None):
     return axes
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
-
-
 def load_manifest(path: str | os.PathLike) -> list[dict]:
-    rows = _read_jsonl(Path(path))
+    rows = read_jsonl(Path(path))
     for i, row in enumerate(rows, 1):
         for key in ("file", "line", "expect"):
             if key not in row:
@@ -80,8 +74,8 @@ def load_manifest(path: str | os.PathLike) -> list[dict]:
 def outcomes(corpus_dir: str | os.PathLike) -> dict[tuple[str, int], str]:
     """(file name, line) → rule or skip reason, for every record that did not survive."""
     corpus_dir = Path(corpus_dir)
-    out = {(Path(r["file"]).name, r["line"]): r["rule"] for r in _read_jsonl(corpus_dir / "removed.jsonl")}
-    out.update({(Path(r["file"]).name, r["line"]): r["reason"] for r in _read_jsonl(corpus_dir / "skipped.jsonl")})
+    out = {(Path(r["file"]).name, r["line"]): r["rule"] for r in read_jsonl(corpus_dir / "removed.jsonl")}
+    out.update({(Path(r["file"]).name, r["line"]): r["reason"] for r in read_jsonl(corpus_dir / "skipped.jsonl")})
     return out
 
 

@@ -9,9 +9,47 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+
+
+def _usual_mode(path: str | os.PathLike, mode: int) -> None:
+    """``mkstemp``/``mkdtemp`` create 0600/0700; give the permissions a plain create would."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
+
+
+def temp_file_beside(final: str | os.PathLike, suffix: str = ".tmp") -> tuple[int, Path]:
+    """``(fd, path)`` of a new hidden temp file ``.NAME.*SUFFIX`` in ``final``'s folder (same
+    file system, so renaming it onto ``final`` is atomic)."""
+    final = Path(final)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix, dir=final.parent)
+    _usual_mode(tmp, 0o666)
+    return fd, Path(tmp)
+
+
+def temp_dir_beside(out: str | os.PathLike) -> Path:
+    """A new hidden folder ``.NAME.building-*`` next to ``out``, to assemble a whole output
+    folder in before :func:`replace_dir` moves it into place."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    _usual_mode(tmp, 0o777)
+    return tmp
+
+
+def replace_dir(tmp: str | os.PathLike, out: str | os.PathLike) -> None:
+    """Move the finished folder ``tmp`` onto ``out``; an old ``out`` is renamed aside first and
+    removed only after the new one is in place."""
+    tmp, out = Path(tmp), Path(out)
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -23,10 +61,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     binary = "b" in mode
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
+    fd, tmp = temp_file_beside(path)
     try:
         with os.fdopen(fd, mode, encoding=None if binary else encoding) as fh:
             yield fh
@@ -68,3 +103,9 @@ def write_jsonl_atomic(path: str | os.PathLike, rows) -> int:
 def read_json(path: str | os.PathLike) -> Any:
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
+
+
+def read_jsonl(path: str | os.PathLike) -> list[Any]:
+    """Every non-blank line of a JSON Lines file this project wrote, parsed."""
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]

@@ -29,7 +29,7 @@ import yaml
 from .cleaning import read_list_file
 from .config import Section, field
 from .dedup import jaccard, normalize
-from .fileio import write_bytes_atomic
+from .fileio import read_jsonl, write_bytes_atomic
 from .kg import KnowledgeGraph, load_kg
 
 SOURCE_ORDER = ["zh_baike.jsonl", "zh_wiki.jsonl.gz", "en_wiki.jsonl", "code.jsonl", "web_mixed.txt"]
@@ -434,10 +434,6 @@ def _split_title(text: str) -> tuple[str, str]:
 
 
 # ------------------------------------------------------------------------- main ----------
-def _read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(x) for x in path.read_text("utf-8").splitlines() if x.strip()]
-
-
 def _lists(noise_yaml: Path) -> dict[str, Any]:
     """The noise plan and texts (data file) plus the package's blocklists (so planted phrases
     are exactly the ones the cleaner knows)."""
@@ -454,7 +450,7 @@ def build_files(config: SampleWorldConfig) -> dict[str, bytes]:
     tdir = root / "templates"
     tpl = yaml.safe_load((tdir / "documents.yaml").read_text("utf-8"))
     rng = random.Random(config.seed)
-    w = _Writer(kg, tpl, rng, _read_jsonl(root / "handwritten" / "paragraphs.jsonl"))
+    w = _Writer(kg, tpl, rng, read_jsonl(root / "handwritten" / "paragraphs.jsonl"))
     ents = [kg.entities[i] for i in sorted(kg.entities)]
     files: dict[str, list[_Line]] = {f: [] for f in SOURCE_ORDER}
     for e in ents:
@@ -465,7 +461,7 @@ def build_files(config: SampleWorldConfig) -> dict[str, bytes]:
     for e in sorted(rng.sample(wiki_pool, int(len(wiki_pool) * config.wiki_fraction)), key=lambda e: e["id"]):
         title, body = w.wiki_zh(e)
         files["zh_wiki.jsonl.gz"].append(_Line(_record("zh_wiki.jsonl.gz", title, body), f"{title}\n{body}", None, "zh"))
-    code = _read_jsonl(root / "handwritten" / "code.jsonl")
+    code = read_jsonl(root / "handwritten" / "code.jsonl")
     code_dir = root / "handwritten" / "code"
     for task in yaml.safe_load((code_dir / "tasks.yaml").read_text("utf-8")):
         code.append({"input": task["input"], "output": (code_dir / task["file"]).read_text("utf-8").rstrip("\n")})
@@ -505,7 +501,7 @@ def build_files(config: SampleWorldConfig) -> dict[str, bytes]:
         data = b"".join(ln.raw + b"\n" for ln in files[fname])
         out[f"corpus/{fname}"] = gzip.compress(data, mtime=0) if fname.endswith(".gz") else data
     out["corpus/noise_manifest.jsonl"] = "".join(json.dumps(m, ensure_ascii=False) + "\n" for m in manifest).encode()
-    instr = _read_jsonl(root / "handwritten" / "instructions_seed.jsonl")
+    instr = read_jsonl(root / "handwritten" / "instructions_seed.jsonl")
     instr += kg_instructions(kg, yaml.safe_load((tdir / "instructions.yaml").read_text("utf-8")))
     out["instructions/alpaca_general.json"] = (json.dumps(instr, ensure_ascii=False, indent=1) + "\n").encode()
     return out

@@ -34,7 +34,7 @@ from typing import Any, Iterable, Iterator
 from tqdm import tqdm
 
 from .config import Overrides, Section, StageConfig, field, show_config_fields, stage_command
-from .fileio import write_bytes_atomic, write_json_atomic
+from .fileio import replace_dir, temp_dir_beside, write_bytes_atomic, write_json_atomic
 from .spm import MODEL_FILE, load_processor, load_proto, model_file, processor_from_proto, sha256, without_dummy_prefix
 
 PAD_PIECE = "[PAD]"
@@ -102,25 +102,6 @@ class TokenizerConfig(StageConfig):
 def load_tokenizer_config(path: str | os.PathLike, overrides: Overrides = None) -> TokenizerConfig:
     """``TokenizerConfig.from_yaml``: relative paths in the file are taken from its folder."""
     return TokenizerConfig.from_yaml(path, overrides)
-
-
-# ----------------------------------------------------------------------------- folders -----
-def _replace_dir(tmp: Path, out: Path) -> None:
-    """Move a finished temp folder onto ``out`` (the old one is removed only afterwards)."""
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _temp_dir_for(out: Path) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp creates 0700; give the usual permissions
-    return tmp
 
 
 # ----------------------------------------------------------------------------- training ----
@@ -211,7 +192,7 @@ def train_tokenizer(corpus_dir: str | os.PathLike, spec: TrainSpec, out_dir: str
     """Train one tokenizer on the cleaned corpus into ``out_dir`` (tokenizer.model + HF files),
     built in a temporary folder and renamed into place. Returns the training-text stats."""
     out = Path(out_dir).resolve()
-    tmp = _temp_dir_for(out)
+    tmp = temp_dir_beside(out)
     try:
         text = tmp / "train.txt"
         stats = write_training_text(corpus_dir, spec, text, heldout_percent, progress)
@@ -223,7 +204,7 @@ def train_tokenizer(corpus_dir: str | os.PathLike, spec: TrainSpec, out_dir: str
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _replace_dir(tmp, out)
+    replace_dir(tmp, out)
     stats["vocab_size"] = load_processor(out).get_piece_size()
     return stats
 
@@ -409,7 +390,7 @@ def extend_vocabulary(base_model: str | os.PathLike, add_model: str | os.PathLik
     processor_from_proto(base)  # sentencepiece must accept what we write
     data = base.SerializeToString()
     out = Path(out_dir).resolve()
-    tmp = _temp_dir_for(out)
+    tmp = temp_dir_beside(out)
     try:
         write_bytes_atomic(tmp / MODEL_FILE, data)
         if hf_files:
@@ -417,7 +398,7 @@ def extend_vocabulary(base_model: str | os.PathLike, add_model: str | os.PathLik
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _replace_dir(tmp, out)
+    replace_dir(tmp, out)
     return ExtensionReport(str(base_path), str(add_path), str(out), base_size, len(add.pieces), special, dupes,
                            added, pad_id, len(base.pieces), added_score, msgs, hashlib.sha256(data).hexdigest())
 
@@ -588,7 +569,7 @@ def build(config: TokenizerConfig, output_dir: str | os.PathLike | None = None) 
     ``OUT/report.json`` (assembled in a temporary folder, renamed into place at the end)."""
     corpus_dir = config.path(config.corpus_dir)
     out = Path(output_dir).resolve() if output_dir else config.path(config.output_dir)
-    tmp = _temp_dir_for(out)
+    tmp = temp_dir_beside(out)
     t0 = time.perf_counter()
     try:
         training = {name: train_tokenizer(corpus_dir, spec, tmp / name, config.heldout_percent, config.progress)
@@ -617,7 +598,7 @@ def build(config: TokenizerConfig, output_dir: str | os.PathLike | None = None) 
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _replace_dir(tmp, out)
+    replace_dir(tmp, out)
     return report
 
 

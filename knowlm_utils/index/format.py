@@ -31,11 +31,12 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..fileio import temp_file_beside
 
 MAGIC = b"MMIDIDX\x00\x00"
 VERSION = 1
@@ -109,9 +110,6 @@ def _json_default(obj: Any) -> Any:
 
 
 def _mkstemp(final: Path, role: str) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=f".{role}.tmp", dir=final.parent)
+    fd, tmp = temp_file_beside(final, f".{role}.tmp")
     os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    return Path(tmp)
+    return tmp
