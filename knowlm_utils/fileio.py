@@ -1,16 +1,25 @@
-"""Atomic file writes and small JSON helpers shared by every stage.
+"""Atomic file writes, output-folder safety and small JSON helpers shared by every stage.
 
-Every artifact is written to a temporary file in the destination folder and renamed into
-place, so a crash never leaves a half-written file under the final name.
+* Every artifact is written to a temporary file in the destination folder and renamed into
+  place, so a crash never leaves a half-written file under the final name.
+* A stage that writes a whole folder assembles it in ``.NAME.building-PID-*`` and swaps it in
+  with :func:`replace_dir`, which marks it with :data:`OUTPUT_MARKER`. :func:`check_output_dir`
+  refuses to replace a folder without that marker (the user's own data) unless told to
+  overwrite, and never replaces the current folder, home, root or a folder holding the run's
+  inputs. :func:`remove_stale_temp` clears what a killed run left behind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
+import re
 import shutil
 import tempfile
+import time
+import typing
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -32,24 +41,138 @@ def temp_file_beside(final: str | os.PathLike, suffix: str = ".tmp") -> tuple[in
 
 
 def temp_dir_beside(out: str | os.PathLike) -> Path:
-    """A new hidden folder ``.NAME.building-*`` next to ``out``, to assemble a whole output
-    folder in before :func:`replace_dir` moves it into place."""
+    """A new hidden folder ``.NAME.building-PID-*`` next to ``out``, to assemble a whole output
+    folder in before :func:`replace_dir` moves it into place (:func:`remove_stale_temp` cleans
+    up after a killed run)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-{os.getpid()}-", dir=out.parent))
     _usual_mode(tmp, 0o777)
     return tmp
 
 
-def replace_dir(tmp: str | os.PathLike, out: str | os.PathLike) -> None:
+OUTPUT_MARKER = ".knowlm-output.json"  # written into every folder the project writes whole
+
+
+class OutputDirError(ValueError):
+    """An output path may not be written or replaced; the message names it and the way out."""
+
+
+def _is_same_or_inside(inner: Path, outer: Path) -> bool:
+    return inner == outer or outer in inner.parents
+
+
+def check_output_dir(out: str | os.PathLike, *, overwrite: bool = False,
+                     protected: typing.Iterable[str | os.PathLike] = ()) -> Path:
+    """Refuse an output folder that replacing would destroy data the project did not write.
+
+    ``out`` may be missing, an empty folder, or a folder holding :data:`OUTPUT_MARKER` (written by
+    :func:`replace_dir`, so the project made it). Anything else — a file, a folder with other
+    contents — is refused unless ``overwrite`` is set. Never allowed, even with ``overwrite``:
+    the file system root, the home folder, the current directory or one of its parents, and a
+    folder that holds any of the ``protected`` paths (the run's own inputs and config). Returns
+    the resolved path."""
+    out = Path(out).expanduser().resolve()
+    if out.exists() and not out.is_dir():
+        raise OutputDirError(f"{out} is a file, not a folder; choose another output folder")
+    cwd = Path.cwd().resolve()
+    vital = {Path(out.anchor), Path.home().resolve()}
+    if out in vital or _is_same_or_inside(cwd, out):
+        raise OutputDirError(f"{out} is the current folder, one of its parents, or a system folder; the "
+                             "output folder is replaced whole, so give a new or dedicated folder")
+    for p in protected:
+        p = Path(p).expanduser().resolve()
+        if _is_same_or_inside(p, out):
+            raise OutputDirError(f"{out} holds this run's input {p}; the output folder is replaced whole, so "
+                                 "give a new or dedicated folder")
+    if out.is_dir() and not overwrite and not (out / OUTPUT_MARKER).is_file() and any(out.iterdir()):
+        raise OutputDirError(f"{out} already exists and was not written by knowlm (no {OUTPUT_MARKER} inside); "
+                             "it would be replaced whole: choose a new folder, or pass --overwrite "
+                             "(-o overwrite=true) to replace it")
+    return out
+
+
+def write_output_marker(folder: str | os.PathLike, producer: str) -> None:
+    """Mark ``folder`` as written by the project (what :func:`check_output_dir` looks for)."""
+    from . import __version__
+
+    write_json_atomic(Path(folder) / OUTPUT_MARKER, {"producer": producer, "knowlm_course_version": __version__,
+                                                     "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+
+
+def remove_stale_temp(out: str | os.PathLike) -> list[Path]:
+    """Remove leftovers of killed runs next to ``out`` (``.NAME.building-*``, ``.NAME.old-*``
+    folders and ``.NAME.*.tmp`` files whose writer process is gone); returns what was removed.
+    A leftover is stale when its name carries no live pid of this machine or it is older than
+    a day."""
+    out = Path(out)
+    if not out.parent.is_dir():
+        return []
+    removed = []
+    for p in out.parent.glob(f".{glob.escape(out.name)}.*"):
+        if not (".building-" in p.name or ".old-" in p.name or p.name.endswith(".tmp")):
+            continue
+        pid = _pid_in(p.name)
+        alive = pid is not None and pid != os.getpid() and _pid_alive(pid)
+        try:
+            young = time.time() - p.lstat().st_mtime < 86400
+        except FileNotFoundError:
+            continue
+        if alive and young:
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed
+
+
+def _pid_in(name: str) -> int | None:
+    m = re.search(r"\.(?:building|old)-(\d+)(?:-|$)", name)
+    return int(m.group(1)) if m else None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def replace_dir(tmp: str | os.PathLike, out: str | os.PathLike, producer: str | None = None) -> None:
     """Move the finished folder ``tmp`` onto ``out``; an old ``out`` is renamed aside first and
-    removed only after the new one is in place."""
+    removed only after the new one is in place. With ``producer``, ``tmp`` is first marked as
+    written by the project (:data:`OUTPUT_MARKER`). Call :func:`check_output_dir` before
+    building ``tmp``."""
     tmp, out = Path(tmp), Path(out)
+    if producer is not None:
+        write_output_marker(tmp, producer)
     old = out.parent / f".{out.name}.old-{os.getpid()}"
+    if old.exists():
+        shutil.rmtree(old)
     if out.exists():
         out.rename(old)
     tmp.rename(out)
+    fsync_dir(out.parent)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Make a rename in ``path`` durable (no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager

@@ -19,10 +19,10 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from ..fileio import write_json_atomic
+from ..fileio import fsync_dir, write_json_atomic
 from . import format as fmt
 from .format import (CODE_OF_DTYPE, FORMAT_NAME, FORMAT_VERSION, HEADER, MAGIC, RESERVED_MANIFEST_KEYS, VERSION,
-                     _fsync_dir, _json_default, _mkstemp, dtype_for_vocab, index_paths)
+                     _json_default, _mkstemp, dtype_for_vocab, index_paths)
 
 
 class MMapTokenIndexWriter:
@@ -221,7 +221,7 @@ class MMapTokenIndexWriter:
             write_json_atomic(self.paths["manifest"], manifest)
             committed.append(self.paths["manifest"])
             os.replace(self._tmp.pop("idx"), self.paths["idx"])
-            _fsync_dir(self.paths["idx"].parent)
+            fsync_dir(self.paths["idx"].parent)
         except BaseException:
             for p in committed:
                 p.unlink(missing_ok=True)

@@ -15,7 +15,7 @@ import re
 import shutil
 from pathlib import Path
 
-from ..fileio import read_json
+from ..fileio import read_json, replace_dir
 
 FINAL_DIR = "final"
 TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
@@ -78,21 +78,9 @@ def save_final(trainer, output_dir: Path, tokenizer_dir: Path, lora_base: Path |
         copy_tokenizer_files(tokenizer_dir, tmp)
         for pickle_file in (tmp / "training_args.bin", tmp / "adapter" / "training_args.bin"):
             pickle_file.unlink(missing_ok=True)  # a pickle; the config is in metrics.json
-        _replace_dir(tmp, final)
+        replace_dir(tmp, final)
     trainer.accelerator.wait_for_everyone()
     return final
-
-
-def _replace_dir(tmp: Path, final: Path) -> None:
-    """Rename ``tmp`` onto ``final``; an existing ``final`` is moved aside first, removed last."""
-    old = final.parent / f".{final.name}.old"
-    if final.exists():
-        if old.exists():
-            shutil.rmtree(old)
-        final.rename(old)
-    tmp.rename(final)
-    if old.exists():
-        shutil.rmtree(old)
 
 
 __all__ = ["FINAL_DIR", "TOKENIZER_FILES", "latest_checkpoint", "resolve_resume", "checkpoint_step",
