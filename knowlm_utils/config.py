@@ -19,7 +19,7 @@ their allowed values::
   bad YAML: one-line :class:`ConfigError` naming the file and the key), ``cfg.path(value)``
   (relative paths are taken from the YAML's folder, or from a ``workdir`` field when the
   class has one), ``cfg.with_overrides(...)``.
-* Overrides are ``"a.b=value"`` strings (values parsed with ``yaml.safe_load``, never
+* Overrides are ``"a.b=value"`` strings (values parsed as safe YAML without aliases, never
   ``eval``) or a mapping; :func:`parse_overrides` is the one parser behind every ``-o``.
 * :func:`add_config_arguments` gives a stage command the shared arguments and a ``--help``
   that lists every field (type, default, allowed values, help) plus ``--print-config``,
@@ -111,6 +111,11 @@ def type_name(tp: Any) -> str:
 def _short(value: Any, limit: int = 60) -> str:
     """``repr`` of a value, cut short (never print a huge value in an error)."""
     text = repr(value)
+    return text if len(text) <= limit else text[: limit - 5] + " …" + text[-3:]
+
+
+def _cut(text: str, limit: int = 300) -> str:
+    """``text`` cut to about ``limit`` characters (for messages)."""
     return text if len(text) <= limit else text[: limit - 5] + " …" + text[-3:]
 
 
@@ -285,17 +290,46 @@ def _plain(obj: Any) -> Any:
 
 
 # =========================================================================== loading ========
+MAX_CONFIG_BYTES = 1 << 20  # a config is a page of settings; anything larger is refused unread
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` without aliases: configs need no ``*anchor`` references, and refusing
+    them rules out "billion laughs" expansion (a few lines that grow to gigabytes)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"YAML aliases (*{_cut(str(event.anchor), 30)}) are not allowed in configs; write the "
+                            "value out", event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def load_yaml_text(text: str) -> Any:
+    """Parse config YAML (safe types only, no aliases)."""
+    return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def _yaml_error(exc: Exception) -> str:
+    return _cut(" ".join(str(exc).split()))
+
+
 def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+        raise ConfigError(f"config file not found: {path}" + (" (a folder)" if path.is_dir() else ""))
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {' '.join(str(exc).split())}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from None
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: {size:,} bytes is too large for a config (at most {MAX_CONFIG_BYTES:,})")
+        data = load_yaml_text(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: e.g. an integer of more than 4300 digits
+        raise ConfigError(f"{path}: invalid YAML: {_yaml_error(exc)}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -320,10 +354,9 @@ def parse_overrides(overrides: list[str] | Mapping[str, Any] | None) -> list[tup
                 raise ConfigError(f"override {_short(item)} must look like key=value")
             key, raw = item.split("=", 1)
             try:
-                value = yaml.safe_load(raw) if raw != "" else ""
-            except yaml.YAMLError as exc:
-                raise ConfigError(f"override {_short(item)}: the value is not valid YAML "
-                                  f"({' '.join(str(exc).split())[:120]})") from None
+                value = load_yaml_text(raw) if raw != "" else ""
+            except (yaml.YAMLError, ValueError) as exc:
+                raise ConfigError(f"override {_short(item)}: the value is not valid YAML ({_yaml_error(exc)})") from None
             items.append((key, value))
     parsed = []
     for key, value in items:
@@ -352,9 +385,10 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
         raise ConfigError(f"{where}: expected a mapping for {cls.__name__}, got {type(data).__name__}")
     hints = _hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(map(str, set(data) - set(fields)))
+    unknown = sorted(k if len(k) <= 40 else k[:35] + " …" for k in map(str, set(data) - set(fields)))
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown} for {cls.__name__}; allowed: {sorted(fields)}")
+        raise ConfigError(f"{where}: unknown key(s) {unknown[:5]}{' …' if len(unknown) > 5 else ''} for "
+                          f"{cls.__name__}; allowed: {sorted(fields)}")
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
         tp, _ = _optional_inner(hints[name])
