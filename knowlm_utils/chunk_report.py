@@ -6,6 +6,9 @@ Notebook 03 teaches the same steps one by one; this is the batch version a clust
 learner comparing tokenizers) runs, on the same :class:`~knowlm_utils.chunking.DocumentChunker`
 and :func:`~knowlm_utils.chunking.chunking_report`. Nothing is written to the token index:
 that is stage 04 (``knowlm preprocess``), which uses the same chunker.
+
+The stage writes one file, ``OUTPUT_DIR/report.json``, atomically; nothing else in the folder is
+touched, so any folder may be given (it is checked before the work starts).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
@@ -32,7 +36,8 @@ class ChunkConfig(StageConfig):
 
     corpus_dir: str = field(help="a cleaned corpus built by stage 01 (`knowlm corpus build`)")
     tokenizer: str = field(help="SentencePiece model: a tokenizer folder holding tokenizer.model, or the file")
-    output_dir: str = field("chunking", help="gets report.json")
+    output_dir: str = field("chunking", help="gets report.json (written atomically; nothing else in the folder is "
+                                             "touched)")
     seq_length: int = field(1024, ge=4, help="maximum tokens per sample, BOS/EOS included (KnowLM: 1024)")
     strategies: list[str] = field(default_factory=lambda: list(STRATEGIES), choices=STRATEGIES,
                                   help="strategies to compare at seq_length")
@@ -64,6 +69,7 @@ def build(config: ChunkConfig) -> dict[str, Any]:
     """Chunk every document with each strategy (verified), sweep the budgets, write and return
     the report."""
     model = model_file(config.path(config.tokenizer))
+    check_report_folder(config.path(config.output_dir))
     docs = list(iter_cleaned_documents(config.path(config.corpus_dir),
                                        max_docs_per_source=config.max_docs_per_source))
     if not docs:
@@ -89,6 +95,19 @@ def build(config: ChunkConfig) -> dict[str, Any]:
         for n in config.sweep_seq_lengths for st in STRATEGIES]
     return write_report(config.path(config.output_dir) / REPORT_FILE, model, docs, reports, sweep, speed,
                         verified=config.verify, config=config.to_dict())
+
+
+def check_report_folder(out: str | os.PathLike) -> None:
+    """Fail before any work, with one line, when ``OUT/report.json`` cannot be written: ``OUT``
+    (or the nearest existing folder above it) is a file, or ``report.json`` is a folder."""
+    out = Path(out).expanduser().absolute()
+    for p in (out, *out.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise ValueError(f"{p} is a file, not a folder; choose another output folder for {REPORT_FILE}")
+            break
+    if (out / REPORT_FILE).is_dir():
+        raise ValueError(f"{out / REPORT_FILE} is a folder; choose another output folder")
 
 
 def write_report(path: str | os.PathLike, model: str | os.PathLike, docs: list[dict], reports: dict[str, Any],
@@ -132,4 +151,4 @@ def _cli_chunk(config: ChunkConfig) -> int:
     return 0
 
 
-__all__ = ["ChunkConfig", "build", "write_report", "main", "add_cli", "REPORT_FILE"]
+__all__ = ["ChunkConfig", "build", "check_report_folder", "write_report", "main", "add_cli", "REPORT_FILE"]

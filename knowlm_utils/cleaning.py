@@ -34,6 +34,8 @@ from ftfy import badness, fix_encoding
 from .config import Section, field
 
 RULES = ("empty", "too_short", "too_long", "mojibake", "blocklist", "boilerplate", "repetition", "symbol_ratio")
+MAX_LIST_BYTES = 64 * 2**20  # a phrase/regex list larger than this is refused (it is read whole)
+_PACKAGE_LIST = re.compile(r"package:\w[\w.-]*")  # a file name in knowlm_utils/data/filters/, no folders
 
 
 @dataclass
@@ -68,17 +70,36 @@ class FilterConfig(Section):
         unknown = [r for r in self.rules if r not in RULES]
         if unknown:
             raise ValueError(f"rules: unknown filter rule(s) {unknown}; known: {list(RULES)}")
+        for key in ("blocklist_files", "boilerplate_files"):
+            for i, spec in enumerate(getattr(self, key)):
+                if spec.startswith("package:") and not _PACKAGE_LIST.fullmatch(spec):
+                    raise ValueError(f"{key}[{i}]: {spec[:80]!r} must be 'package:NAME' with a plain file name of "
+                                     "knowlm_utils/data/filters/ (or a path to your own file)")
 
 
 def read_list_file(spec: str, base_dir: Path | None = None) -> list[str]:
-    """Non-comment lines of a list file ('package:NAME' = knowlm_utils/data/filters/NAME)."""
-    if spec.startswith("package:"):
-        text = resources.files("knowlm_utils").joinpath("data/filters", spec[len("package:"):]).read_text("utf-8")
-    else:
-        path = Path(spec)
-        if not path.is_absolute() and base_dir is not None:
-            path = base_dir / path
-        text = path.read_text("utf-8")
+    """Non-comment lines of a list file ('package:NAME' = knowlm_utils/data/filters/NAME).
+    A missing, unreadable, oversized (> 64 MiB), non-regular or non-UTF-8 file raises
+    ``ValueError`` naming it."""
+    try:
+        if spec.startswith("package:"):
+            res = resources.files("knowlm_utils").joinpath("data/filters", spec[len("package:"):])
+            if not res.is_file():
+                raise ValueError(f"filter list {spec!r}: no such file in knowlm_utils/data/filters/")
+            text = res.read_text("utf-8")
+        else:
+            path = Path(spec).expanduser()
+            if not path.is_absolute() and base_dir is not None:
+                path = base_dir / path
+            if not path.is_file():  # also keeps /dev/zero, FIFOs and folders out
+                raise ValueError(f"filter list {path}: not found or not a regular file")
+            if path.stat().st_size > MAX_LIST_BYTES:
+                raise ValueError(f"filter list {path}: larger than {MAX_LIST_BYTES >> 20} MiB")
+            text = path.read_text("utf-8")
+    except OSError as exc:
+        raise ValueError(f"filter list {spec!r}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"filter list {spec!r}: not UTF-8 (byte {exc.start})") from None
     return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
 
 

@@ -57,9 +57,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, FileNotFoundError, ValueError) as exc:
-        print(f"knowlm {args.command}: error: {exc}", file=sys.stderr)
+    except (ConfigError, ValueError, OSError) as exc:  # bad input or an unusable path: one line, no traceback
+        print(f"knowlm {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.filename is not None and str(exc.filename) not in str(exc.args):
+        text = f"{exc.filename}: {exc.strerror or exc}"
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":

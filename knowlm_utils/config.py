@@ -176,6 +176,8 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
     if tp is str:
         if not isinstance(value, str):
             raise ValueError(f"{key}: expected a string, got {type(value).__name__} {_short(value)}")
+        if any("\ud800" <= c <= "\udfff" for c in value):
+            raise ValueError(f"{key}: a lone surrogate (\\ud800-\\udfff) is not text, got {_short(value)}")
         return value
     if isinstance(tp, type) and not isinstance(value, tp):
         raise ValueError(f"{key}: expected {type_name(tp)}, got {type(value).__name__} {_short(value)}")
@@ -616,7 +618,7 @@ def cli_overrides(args: argparse.Namespace) -> list[str]:
     the current directory) and the values of shortcut flags (see :func:`stage_command`)."""
     overrides = list(args.override) + (["progress=false"] if args.no_progress else [])
     if getattr(args, "out", None):
-        overrides.append(f"output_dir={Path(args.out).expanduser().resolve()}")
+        overrides.append(f"output_dir={json.dumps(str(Path(args.out).expanduser().resolve()))}")  # quoted: any path
     overrides += [f"{name[len(_SHORTCUT):]}={value}" for name, value in vars(args).items()
                   if name.startswith(_SHORTCUT) and value is not None]
     return overrides

@@ -12,11 +12,14 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import glob
 import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 import typing
@@ -63,18 +66,26 @@ def _is_same_or_inside(inner: Path, outer: Path) -> bool:
 
 
 def check_output_dir(out: str | os.PathLike, *, overwrite: bool = False,
-                     protected: typing.Iterable[str | os.PathLike] = ()) -> Path:
+                     protected: typing.Iterable[str | os.PathLike] = (),
+                     legacy_names: typing.Iterable[str] = ()) -> Path:
     """Refuse an output folder that replacing would destroy data the project did not write.
 
     ``out`` may be missing, an empty folder, or a folder holding :data:`OUTPUT_MARKER` (written by
     :func:`replace_dir`, so the project made it). Anything else — a file, a folder with other
     contents — is refused unless ``overwrite`` is set. Never allowed, even with ``overwrite``:
     the file system root, the home folder, the current directory or one of its parents, and a
-    folder that holds any of the ``protected`` paths (the run's own inputs and config). Returns
-    the resolved path."""
+    folder that holds any of the ``protected`` paths (the run's own inputs and config).
+    ``legacy_names`` are regular expressions of the entries a stage wrote before outputs carried
+    the marker: an unmarked folder holding only such entries counts as the project's. Returns the
+    resolved path."""
     out = Path(out).expanduser().resolve()
     if out.exists() and not out.is_dir():
         raise OutputDirError(f"{out} is a file, not a folder; choose another output folder")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise OutputDirError(f"{out}: {parent} is a file, so no folder can be made below it")
+            break
     cwd = Path.cwd().resolve()
     vital = {Path(out.anchor), Path.home().resolve()}
     if out in vital or _is_same_or_inside(cwd, out):
@@ -85,11 +96,24 @@ def check_output_dir(out: str | os.PathLike, *, overwrite: bool = False,
         if _is_same_or_inside(p, out):
             raise OutputDirError(f"{out} holds this run's input {p}; the output folder is replaced whole, so "
                                  "give a new or dedicated folder")
-    if out.is_dir() and not overwrite and not (out / OUTPUT_MARKER).is_file() and any(out.iterdir()):
+    if out.is_dir() and not overwrite and not is_project_output(out, legacy_names) and any(out.iterdir()):
         raise OutputDirError(f"{out} already exists and was not written by knowlm (no {OUTPUT_MARKER} inside); "
                              "it would be replaced whole: choose a new folder, or pass --overwrite "
                              "(-o overwrite=true) to replace it")
     return out
+
+
+def is_project_output(folder: str | os.PathLike, legacy_names: typing.Iterable[str] = ()) -> bool:
+    """True when ``folder`` holds :data:`OUTPUT_MARKER`, or (written before the marker existed)
+    only entries whose names fully match one of the ``legacy_names`` patterns, none a link."""
+    folder = Path(folder)
+    if (folder / OUTPUT_MARKER).is_file():
+        return True
+    patterns = [re.compile(p) for p in legacy_names]
+    if not patterns:
+        return False
+    entries = list(folder.iterdir())
+    return bool(entries) and all(not e.is_symlink() and any(p.fullmatch(e.name) for p in patterns) for e in entries)
 
 
 def write_output_marker(folder: str | os.PathLike, producer: str) -> None:
@@ -101,19 +125,21 @@ def write_output_marker(folder: str | os.PathLike, producer: str) -> None:
 
 
 def remove_stale_temp(out: str | os.PathLike) -> list[Path]:
-    """Remove leftovers of killed runs next to ``out`` (``.NAME.building-*``, ``.NAME.old-*``
-    folders and ``.NAME.*.tmp`` files whose writer process is gone); returns what was removed.
-    A leftover is stale when its name carries no live pid of this machine or it is older than
-    a day."""
+    """Clean up after killed runs next to ``out``: first put back a previous ``out`` that a run
+    killed inside :func:`replace_dir` left aside (:func:`restore_interrupted_replace`), then
+    remove ``.NAME.building-*``, ``.NAME.old-*`` folders and ``.NAME.*.tmp`` files whose writer
+    process is gone; returns what was removed. A leftover is stale when its name carries no live
+    pid of this machine or it is older than a day."""
     out = Path(out)
     if not out.parent.is_dir():
         return []
+    restore_interrupted_replace(out)
     removed = []
     for p in out.parent.glob(f".{glob.escape(out.name)}.*"):
         if not (".building-" in p.name or ".old-" in p.name or p.name.endswith(".tmp")):
             continue
         pid = _pid_in(p.name)
-        alive = pid is not None and pid != os.getpid() and _pid_alive(pid)
+        alive = _pid_alive(pid)
         try:
             young = time.time() - p.lstat().st_mtime < 86400
         except FileNotFoundError:
@@ -133,7 +159,9 @@ def _pid_in(name: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def _pid_alive(pid: int) -> bool:
+def _pid_alive(pid: int | None) -> bool:
+    if pid is None or pid == os.getpid():
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -143,14 +171,59 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def restore_interrupted_replace(out: str | os.PathLike) -> Path | None:
+    """Undo a run killed inside :func:`replace_dir` between its two renames (only possible where
+    the atomic exchange is not available): when ``out`` is missing and a ``.NAME.old-PID`` folder
+    of a process that is gone exists, the newest one is renamed back. Returns it, else ``None``."""
+    out = Path(out)
+    if out.exists() or out.is_symlink() or not out.parent.is_dir():
+        return None
+    olds = [p for p in out.parent.glob(f".{glob.escape(out.name)}.old-*")
+            if re.fullmatch(rf"\.{re.escape(out.name)}\.old-\d+", p.name) and p.is_dir() and not p.is_symlink()
+            and not _pid_alive(_pid_in(p.name))]
+    if not olds:
+        return None
+    newest = max(olds, key=lambda p: p.stat().st_mtime)
+    newest.rename(out)
+    return newest
+
+
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``); False where the
+    system or file system cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
 def replace_dir(tmp: str | os.PathLike, out: str | os.PathLike, producer: str | None = None) -> None:
-    """Move the finished folder ``tmp`` onto ``out``; an old ``out`` is renamed aside first and
-    removed only after the new one is in place. With ``producer``, ``tmp`` is first marked as
-    written by the project (:data:`OUTPUT_MARKER`). Call :func:`check_output_dir` before
-    building ``tmp``."""
+    """Move the finished folder ``tmp`` onto ``out``. An existing ``out`` is swapped with ``tmp``
+    in one atomic step where the system can (so a kill at any moment leaves the old folder or
+    the new one, never neither), else renamed aside first — :func:`remove_stale_temp` puts it
+    back if a kill came in between —; the old content is removed last. With ``producer``,
+    ``tmp`` is first marked as written by the project (:data:`OUTPUT_MARKER`). Call
+    :func:`check_output_dir` before building ``tmp``."""
     tmp, out = Path(tmp), Path(out)
     if producer is not None:
         write_output_marker(tmp, producer)
+    if out.exists() and out.is_dir() and not out.is_symlink() and _exchange(tmp, out):
+        fsync_dir(out.parent)
+        shutil.rmtree(tmp, ignore_errors=True)  # now the old content
+        return
     old = out.parent / f".{out.name}.old-{os.getpid()}"
     if old.exists():
         shutil.rmtree(old)

@@ -24,13 +24,15 @@ class Continuation(NamedTuple):
 
 def load_causal_lm(model_dir: str | os.PathLike, dtype: Any = "float32"):
     """``AutoModelForCausalLM`` from a Hugging Face model folder (e.g. a run's ``final/``), in
-    eval mode; ``dtype`` is a torch dtype or its name."""
+    eval mode; ``dtype`` is a torch dtype or its name. Safetensors only (never a pickle), local
+    files only, no remote code."""
     import torch
     from transformers import AutoModelForCausalLM
 
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
-    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval()
+    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, use_safetensors=True, local_files_only=True,
+                                                trust_remote_code=False).eval()
 
 
 def generate_text(model: Any, tokenizer: Any, prompt: str, *, max_new_tokens: int = 64, do_sample: bool = False,

@@ -11,13 +11,25 @@ for any number of workers.
 Types: every source belongs to one *type* (by default its language: zh, en, code, mixed).
 Types are written as contiguous ranges, recorded in the manifest, so the pretraining sampler
 can draw each batch from the types in fixed proportions (KnowLM's per-batch mixing).
+
+Output: ``train.*`` and ``valid.*`` are committed as ONE unit. Both are written into a new
+hidden folder beside ``output_dir`` (``.NAME.building-PID-*``), which then replaces
+``output_dir`` whole (:func:`~knowlm_utils.fileio.replace_dir`, marked with
+``.knowlm-output.json``). A run killed at any point leaves either the previous index (train and
+valid) or the new one, never a mix; killed between ``replace_dir``'s two renames, the previous
+folder waits beside as ``.NAME.old-PID`` and the next run puts it back first
+(:func:`~knowlm_utils.fileio.restore_interrupted_replace`; where the system can swap two folders
+atomically there is no such moment); the next run removes the leftovers. Because the folder is
+replaced whole, ``output_dir`` must be new, empty or written by knowlm (``overwrite`` /
+``--overwrite`` for any other folder), and never the current folder or one holding the corpus,
+the tokenizer or the config.
 """
 
 from __future__ import annotations
 
 import collections
-import multiprocessing
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +41,13 @@ from tqdm import tqdm
 from . import __version__
 from .config import Overrides, StageConfig, field, stage_command
 from .corpus import cleaned_sources, is_heldout, iter_cleaned_documents
+from .fileio import check_output_dir, remove_stale_temp, replace_dir, restore_interrupted_replace, temp_dir_beside
+from .workers import effective_workers, process_pool
 
 SPLITS = ("train", "valid")
+# an index folder written before outputs carried the ownership marker (notebook 04 also put its
+# all/legacy/imported demos there): still recognised as written by knowlm
+LEGACY_ENTRIES = (r"(train|valid|all|legacy|imported)\.(bin|idx|manifest\.json)",)
 
 
 @dataclass
@@ -40,7 +57,10 @@ class PreprocessConfig(StageConfig):
     corpus_dir: str = field(help="a cleaned corpus built by stage 01 (`knowlm corpus build`)")
     tokenizer: str = field(help="SentencePiece model: a tokenizer folder holding tokenizer.model, or the "
                                 ".model file itself (e.g. a real LLaMA tokenizer.model)")
-    output_dir: str = field("index", help="where train.{bin,idx,manifest.json} and valid.* are written")
+    output_dir: str = field("index", help="where train.{bin,idx,manifest.json} and valid.* are written (the "
+                                          "folder is replaced whole, train and valid together)")
+    overwrite: bool = field(False, help="replace output_dir even if knowlm did not write it (no .knowlm-output.json "
+                                        "inside); never a file, the current folder or one holding the inputs")
     seq_length: int = field(1024, ge=2, help="maximum tokens per sample, BOS/EOS included (KnowLM: 1024)")
     strategy: str = field("knowlm", choices=("knowlm", "disjoint"),
                           help="'knowlm' (greedy, extends samples backward; may overlap) or 'disjoint' (forward "
@@ -53,7 +73,9 @@ class PreprocessConfig(StageConfig):
                                       "(default: the source's language from the corpus stats)")
     valid_percent: float = field(1.0, ge=0, lt=100, help="percent of documents held out into valid.* (same "
                                  "stable hash as the tokenizer's held-out set; 0 writes an empty valid index)")
-    workers: int = field(1, ge=1, help="tokenizer/chunker processes; output is identical for any number")
+    workers: int = field(1, ge=1, help="tokenizer/chunker processes, at most the CPU count unless "
+                                       "allow_oversubscribe; output is identical for any number")
+    allow_oversubscribe: bool = field(False, help="start all `workers` even when there are fewer CPUs")
     batch_docs: int = field(64, ge=1, help="documents per task sent to a worker")
     max_docs_per_source: int | None = field(None, ge=0, help="read at most this many documents per source "
                                                              "(smoke runs)")
@@ -152,7 +174,10 @@ def _new_counts() -> dict[str, int]:
 
 
 def build(config: PreprocessConfig, output_dir: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Run the stage; returns ``{"train": manifest, "valid": manifest, "wall_s": ...}``."""
+    """Run the stage; returns ``{"train": manifest, "valid": manifest, "wall_s": ...}``.
+
+    ``train`` and ``valid`` are written into a new hidden folder beside the output folder and
+    swapped in together at the end (see the module docstring)."""
     from .index import MMapTokenIndexWriter
     from . import spm
 
@@ -160,20 +185,28 @@ def build(config: PreprocessConfig, output_dir: str | os.PathLike | None = None)
     model_path = config.path(config.tokenizer)
     sp = spm.load_processor(model_path)
     model_file = spm.model_file(model_path)
+    out = out.expanduser().resolve()
+    restore_interrupted_replace(out)
+    protected = [config.path(config.corpus_dir), model_file] + ([config.base_dir] if config.base_dir else [])
+    out = check_output_dir(out, overwrite=config.overwrite, protected=protected, legacy_names=LEGACY_ENTRIES)
+    remove_stale_temp(out)
     plan = plan_types(config)
+    workers = effective_workers(config.workers, config.allow_oversubscribe)
     t0 = time.perf_counter()
     counts = {s: collections.defaultdict(_new_counts) for s in SPLITS}
-    writers = {s: MMapTokenIndexWriter(out / s, sp.vocab_size()) for s in SPLITS}
     init_args = (str(model_file), config.seq_length, config.strategy, config.add_bos, config.add_eos, config.verify)
     pool = None
     total_docs = _planned_documents(config, plan)
+    tmp = temp_dir_beside(out)
+    writers: dict[str, Any] = {}
     bar = tqdm(total=total_docs, unit="doc", desc="preprocess", disable=not config.progress)
     try:
-        if config.workers > 1:
-            pool = multiprocessing.get_context("spawn").Pool(config.workers, _init_worker, init_args)
+        writers = {s: MMapTokenIndexWriter(tmp / s, sp.vocab_size()) for s in SPLITS}
+        if workers > 1:
+            pool = process_pool(workers, _init_worker, init_args)
         else:
             _init_worker(*init_args)
-        for type_name, source, meta, result in _ordered_results(config, plan, pool):
+        for type_name, source, meta, result in _ordered_results(config, plan, pool, workers):
             _write_batch(writers, counts, type_name, source, meta, result)
             bar.update(len(meta))
         wall = time.perf_counter() - t0
@@ -181,9 +214,15 @@ def build(config: PreprocessConfig, output_dir: str | os.PathLike | None = None)
         for split, writer in writers.items():
             manifests[split] = writer.finalize(_manifest_extra(config, split, sp, model_file,
                                                                spm.sha256(model_file), counts[split], wall))
+        if pool is not None:
+            pool.terminate()
+            pool = None
+        replace_dir(tmp, out, producer="knowlm preprocess")  # train + valid: one commit
     except BaseException:
         for writer in writers.values():
             writer.abort()
+        shutil.rmtree(tmp, ignore_errors=True)
+        restore_interrupted_replace(out)  # replace_dir failed after moving the old folder aside
         raise
     finally:
         bar.close()
@@ -202,7 +241,7 @@ def _planned_documents(config: PreprocessConfig, plan) -> int | None:
     return sum(c if cap is None else min(c, cap) for c in counts)
 
 
-def _ordered_results(config: PreprocessConfig, plan, pool) -> Iterator:
+def _ordered_results(config: PreprocessConfig, plan, pool, workers: int) -> Iterator:
     """Yield (type, source, meta, chunked arrays) in corpus order with a bounded window of
     batches in flight (``imap`` would read the whole corpus ahead into its task queue)."""
     if pool is None:
@@ -210,7 +249,7 @@ def _ordered_results(config: PreprocessConfig, plan, pool) -> Iterator:
             yield type_name, source, meta, _chunk_batch(batch)
         return
     window: collections.deque = collections.deque()
-    limit = 2 * config.workers + 2
+    limit = 2 * workers + 2
     for type_name, source, meta, batch in _batches(config, plan):
         window.append((type_name, source, meta, pool.apply_async(_chunk_batch, (batch,))))
         while len(window) >= limit:
@@ -273,9 +312,11 @@ def main(config: PreprocessConfig | str | os.PathLike, overrides: Overrides = No
 # ----------------------------------------------------------------------------- CLI --------
 def add_cli(subparsers) -> None:
     """``knowlm preprocess CONFIG.yaml --out DIR``."""
-    stage_command(subparsers.add_parser("preprocess", help="stage 04: cleaned corpus -> chunked mmap token index"),
-                  PreprocessConfig, "configs/preprocess/sample.yaml", "seq_length=2048", _cli_preprocess,
-                  shortcuts={"--workers": ("workers", int, "worker processes")})
+    p = stage_command(subparsers.add_parser("preprocess", help="stage 04: cleaned corpus -> chunked mmap token index"),
+                      PreprocessConfig, "configs/preprocess/sample.yaml", "seq_length=2048", _cli_preprocess,
+                      shortcuts={"--workers": ("workers", int, "worker processes")})
+    p.add_argument("--overwrite", action="store_const", const="true", dest="config_shortcut_overwrite",
+                   help="replace the output folder even if knowlm did not write it (= -o overwrite=true)")
 
 
 def _cli_preprocess(config: PreprocessConfig) -> int:

@@ -17,6 +17,12 @@ What it adds to a plain ``Trainer`` run, and why (the training parts it shares w
   the sampler simply *starts* at ``global_step × grad_accum`` (``ignore_data_skip=True``), so a
   run stopped at step k and resumed gives the same batches, losses and weights as one that never
   stopped (tested to ~1e-6 on CPU).
+* **Verified resume.** Resuming unpickles checkpoint files (DeepSpeed uses
+  ``torch.load(weights_only=False)``), so every checkpoint is signed when it is saved (a SHA-256
+  manifest of its files under the user's HMAC key) and ``resume_from`` is verified first thing,
+  before any model or Trainer exists: an unsigned, changed, incomplete or foreign checkpoint stops
+  the run with a one-line error naming the file (:mod:`knowlm_utils.train.checkpoints`).
+  ``model.init_from`` loads safetensors only, never ``pytorch_model.bin`` (a pickle).
 * **Per-type held-out loss** on the valid index (each type's range separately, token-weighted),
   next to a **unigram baseline**: the cross-entropy of add-one-smoothed train-token frequencies
   on the same valid tokens — "has the model learned anything beyond word frequencies?"
@@ -53,8 +59,9 @@ from .train.deepspeed import prepare_environment, resolve_deepspeed, zero_stage
 from .train.evaluation import TypedEvaluator, eval_indices, unigram_counts, unigram_cross_entropy
 from .train.lora import STAGES, apply_stage, trainable_parameter_count
 from .train.sampling import RankBatchSampler
-from .train.trainer import (LOG_HISTORY, METRICS, is_main_process, last_eval, log_history_callback, make_trainer_class,
-                            resolve_device, resolve_precision, stop_callback, training_arguments)
+from .train.trainer import (LOG_HISTORY, METRICS, checkpoint_manifest_callback, is_main_process, last_eval,
+                            log_history_callback, make_trainer_class, resolve_device, resolve_precision, stop_callback,
+                            training_arguments)
 
 
 # ============================================================================ config ======
@@ -168,9 +175,9 @@ def build_pretrain_model(config: PretrainConfig, tokenizer_dir: Path, log=print)
         from transformers import AutoModelForCausalLM
 
         src = config.path(config.model.init_from)
-        if not (src / "config.json").is_file():
-            raise FileNotFoundError(f"model.init_from: {src} is not a Hugging Face model folder (no config.json)")
-        model = AutoModelForCausalLM.from_pretrained(str(src), dtype="float32", trust_remote_code=False)
+        check_safetensors_model(src, "model.init_from")
+        model = AutoModelForCausalLM.from_pretrained(str(src), dtype="float32", use_safetensors=True,
+                                                     trust_remote_code=False, local_files_only=True)
         vocab = int(model.config.vocab_size)
         if info.vocab_size > vocab:
             model.resize_token_embeddings(info.vocab_size, mean_resizing=True)
@@ -188,6 +195,21 @@ def build_pretrain_model(config: PretrainConfig, tokenizer_dir: Path, log=print)
         torch.manual_seed(config.seed)
         return AutoModelForCausalLM.from_config(cfg), info
     return build_model(cfg, seed=config.seed), info
+
+
+def check_safetensors_model(src: Path, key: str) -> None:
+    """Refuse a model folder that cannot be loaded without unpickling: it needs config.json and
+    safetensors weights (``model.safetensors`` or a sharded ``model.safetensors.index.json``);
+    ``pytorch_model.bin`` is a pickle (loading it can run code) and is never read.
+    Raises FileNotFoundError."""
+    if not (src / "config.json").is_file():
+        raise FileNotFoundError(f"{key}: {src} is not a Hugging Face model folder (no config.json)")
+    if not ((src / "model.safetensors").is_file() or (src / "model.safetensors.index.json").is_file()):
+        pickled = sorted(p.name for p in src.glob("pytorch_model*.bin"))
+        raise FileNotFoundError(
+            f"{key}: {src} has no safetensors weights (model.safetensors)"
+            + (f", only {pickled[0]}, a pickle that knowlm never loads (it can run code); convert it where you "
+               "trust it: AutoModelForCausalLM.from_pretrained(DIR).save_pretrained(NEW_DIR)" if pickled else ""))
 
 
 def _shape_positions(preset: str) -> int:
@@ -260,9 +282,9 @@ def _unigram_baseline(config: PretrainConfig, data: _Data, vocab_size: int) -> t
     return unigram_cross_entropy(counts, data.valid, data.eval_indices), info
 
 
-def _resume(trainer, config: PretrainConfig, output_dir: Path, end_micro: int) -> Path | None:
-    """Point the trainer's sampler at the checkpoint's step; the checkpoint (None: from scratch)."""
-    resume = resolve_resume(config, output_dir)
+def _resume(trainer, config: PretrainConfig, output_dir: Path, end_micro: int, resume: Path | None) -> Path | None:
+    """Point the trainer's sampler at the (verified) checkpoint's step; the checkpoint (None:
+    from scratch)."""
     if resume is not None:
         step = checkpoint_step(resume)
         trainer.start_micro_step = step * config.grad_accum
@@ -295,12 +317,14 @@ def main(config: PretrainConfig | str | os.PathLike, overrides: Overrides = None
     ``config``: a :class:`PretrainConfig` or a YAML path; ``overrides`` apply to either (a copy)."""
     config = PretrainConfig.load(config, overrides)
     t_start = time.time()
+    output_dir = config.path(config.output_dir)
+    # first of all: a checkpoint to resume from is verified before anything could load it
+    resume = resolve_resume(config, output_dir)
     rt = _runtime(config)
     from .train.dataset import TokenIndexDataset
     from .train.sampling import ProportionalBatchSampler
 
     tokenizer_dir = config.path(config.tokenizer)
-    output_dir = config.path(config.output_dir)
     data = _open_data(config)
     # TrainingArguments first: with a ZeRO-3 config they make transformers build/load the model
     # already partitioned over the ranks (deepspeed.zero.Init), so 13B never sits whole in one process
@@ -320,14 +344,14 @@ def main(config: PretrainConfig | str | os.PathLike, overrides: Overrides = None
     evaluator = TypedEvaluator(TokenIndexDataset(data.valid) if data.valid is not None else None, data.eval_indices,
                                CausalLMCollator(pad_id, config.seq_length, pad_source),
                                config.eval_batch_size, unigram)
-    callbacks = [log_history_callback(output_dir)]
+    callbacks = [log_history_callback(output_dir), checkpoint_manifest_callback()]
     if config.stop_at_step is not None and config.stop_at_step < config.max_steps:
         callbacks.append(stop_callback(config.stop_at_step))
     trainer = make_trainer_class()(model=m.model, args=args, train_dataset=TokenIndexDataset(data.train),
                                    eval_dataset=evaluator.dataset if data.has_eval else None, data_collator=collator,
                                    callbacks=callbacks, batch_sampler_factory=batch_sampler_factory,
                                    evaluator=evaluator)
-    resume = _resume(trainer, config, output_dir, end_micro)
+    resume = _resume(trainer, config, output_dir, end_micro, resume)
 
     world = args.world_size
     _report_setup(config, rt, world, m, sampler.counts_per_batch, f"{pad_id} ({pad_source})", unigram)
@@ -450,5 +474,5 @@ def add_cli(subparsers) -> None:
                                                             "Trainer)"))
 
 
-__all__ = ["PretrainConfig", "load_pretrain_config", "build_pretrain_model", "default_proportions", "main",
-           "launch_pretrain", "pretrain_script", "build_arg_parser", "add_cli"]
+__all__ = ["PretrainConfig", "load_pretrain_config", "build_pretrain_model", "check_safetensors_model",
+           "default_proportions", "main", "launch_pretrain", "pretrain_script", "build_arg_parser", "add_cli"]

@@ -15,6 +15,12 @@ sample world and on a cluster:
 * :func:`resize_embeddings` grows a model's embeddings and LM head for the new vocabulary;
 * :func:`tokens_per_char` / :func:`tokens_per_char_table` measure the result on held-out text;
 * :func:`main` runs the whole stage (``knowlm tokenizer train CONFIG.yaml --out DIR``).
+
+Output folders are replaced whole, so :func:`train_tokenizer`, :func:`extend_vocabulary` and
+:func:`build` first check them with :func:`~knowlm_utils.fileio.check_output_dir`: a new or empty
+folder, or one knowlm wrote (it holds ``.knowlm-output.json``), is replaced; any other folder only
+with ``overwrite`` (``--overwrite``); a file, the current folder and a folder holding the run's
+inputs never.
 """
 
 from __future__ import annotations
@@ -34,10 +40,16 @@ from typing import Any, Iterable, Iterator
 from tqdm import tqdm
 
 from .config import Overrides, Section, StageConfig, field, show_config_fields, stage_command
-from .fileio import replace_dir, temp_dir_beside, write_bytes_atomic, write_json_atomic
+from .fileio import (check_output_dir, remove_stale_temp, replace_dir, temp_dir_beside, write_bytes_atomic,
+                     write_json_atomic)
 from .spm import MODEL_FILE, load_processor, load_proto, model_file, processor_from_proto, sha256, without_dummy_prefix
 
 PAD_PIECE = "[PAD]"
+# what a tokenizer folder / this stage's output held before outputs carried the ownership marker
+# (such a folder is still recognised as written by knowlm; see fileio.check_output_dir)
+LEGACY_TOKENIZER_ENTRIES = (r"tokenizer\.model", r"tokenizer\.json", r"tokenizer_config\.json",
+                            r"special_tokens_map\.json")
+LEGACY_STAGE_ENTRIES = (r"base", r"zh", r"extended", r"report\.json")
 LANGUAGES = ("zh", "en", "code", "mixed")
 
 # LLaMA's tokenizer.model trainer/normalizer settings (read from its ModelProto): BPE with byte
@@ -62,8 +74,9 @@ class TrainSpec(Section):
                                              "not listed are not used")
     max_chars: dict[str, int] = field(default_factory=dict, ge=0, help="language -> character budget (documents "
                                       "are taken in corpus order until it is reached); absent: no cap")
-    character_coverage: float = field(0.99995, gt=0, le=1, help="share of characters covered by pieces (LLaMA: "
-                                      "0.99995); the rarest characters are left to byte fallback")
+    character_coverage: float = field(0.99995, ge=0.98, le=1, help="share of characters covered by pieces (LLaMA: "
+                                      "0.99995; sentencepiece accepts 0.98 to 1); the rarest characters are left to "
+                                      "byte fallback")
     input_sentence_size: int = field(0, ge=0, help="lines sentencepiece samples from the text file (0: all); "
                                      "set e.g. 10_000_000 on a cluster to bound the trainer's memory")
     shuffle_input_sentence: bool = field(True, help="sample lines at random when input_sentence_size is set")
@@ -85,7 +98,9 @@ class TokenizerConfig(StageConfig):
     """Stage 02: train a LLaMA-like base tokenizer and a Chinese one, extend, measure."""
 
     corpus_dir: str = field("corpus", help="cleaned corpus of stage 01 (relative to the config file)")
-    output_dir: str = field("tokenizer_out", help="gets base/, zh/, extended/ and report.json")
+    output_dir: str = field("tokenizer_out", help="gets base/, zh/, extended/ and report.json (replaced whole)")
+    overwrite: bool = field(False, help="replace output_dir even if knowlm did not write it (no "
+                            ".knowlm-output.json inside); never a file, the current folder or one holding the corpus")
     heldout_percent: float = field(1.0, ge=0, lt=100, help="documents held out by corpus.is_heldout: never "
                                    "trained on, used to measure tokens per character (same split in stage 04)")
     base: TrainSpec = field(default_factory=lambda: TrainSpec(
@@ -188,10 +203,20 @@ def train_sentencepiece(text_path: str | os.PathLike, out_model: str | os.PathLi
 
 
 def train_tokenizer(corpus_dir: str | os.PathLike, spec: TrainSpec, out_dir: str | os.PathLike,
-                    heldout_percent: float = 1.0, progress: bool = True) -> dict[str, Any]:
+                    heldout_percent: float = 1.0, progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
     """Train one tokenizer on the cleaned corpus into ``out_dir`` (tokenizer.model + HF files),
-    built in a temporary folder and renamed into place. Returns the training-text stats."""
-    out = Path(out_dir).resolve()
+    built in a temporary folder and renamed into place. ``out_dir`` must be new, empty or written
+    by knowlm unless ``overwrite`` (see the module docstring). Returns the training-text stats."""
+    out = check_output_dir(out_dir, overwrite=overwrite, protected=[corpus_dir], legacy_names=LEGACY_TOKENIZER_ENTRIES)
+    remove_stale_temp(out)
+    return _train_into(corpus_dir, spec, out, heldout_percent, progress,
+                       producer="knowlm_utils.tokenizer.train_tokenizer")
+
+
+def _train_into(corpus_dir, spec: TrainSpec, out: Path, heldout_percent: float, progress: bool,
+                producer: str | None = None) -> dict[str, Any]:
+    """:func:`train_tokenizer` without the output checks (:func:`build` writes into its own
+    fresh temporary folder)."""
     tmp = temp_dir_beside(out)
     try:
         text = tmp / "train.txt"
@@ -204,7 +229,7 @@ def train_tokenizer(corpus_dir: str | os.PathLike, spec: TrainSpec, out_dir: str
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    replace_dir(tmp, out)
+    replace_dir(tmp, out, producer=producer)
     stats["vocab_size"] = load_processor(out).get_piece_size()
     return stats
 
@@ -330,7 +355,8 @@ def check_compatible(base, add, base_name: str = "base", add_name: str = "add") 
 
 
 def extend_vocabulary(base_model: str | os.PathLike, add_model: str | os.PathLike, out_dir: str | os.PathLike,
-                      add_pad: bool = False, added_score: str = "after_base", hf_files: bool = True) -> ExtensionReport:
+                      add_pad: bool = False, added_score: str = "after_base", hf_files: bool = True,
+                      overwrite: bool = False) -> ExtensionReport:
     """Append every normal piece of ``add_model`` that ``base_model`` lacks (Chinese-LLaMA-Alpaca).
 
     All base pieces keep their id, score and type, so a model trained with the base tokenizer
@@ -352,17 +378,31 @@ def extend_vocabulary(base_model: str | os.PathLike, add_model: str | os.PathLik
     so sentencepiece and Hugging Face agree on its id and the vocabulary size (an HF-only added
     token, as Chinese-Alpaca did, exists only in the HF files), and a literal "[PAD]" in text is
     never turned into padding. The merged ``tokenizer.model`` and the HF files are built in a
-    temporary folder and renamed onto ``out_dir``.
+    temporary folder and renamed onto ``out_dir``, which must be new, empty or written by knowlm
+    unless ``overwrite`` (never a file, the current folder or a folder holding either model).
     """
+    return _extend(base_model, add_model, out_dir, add_pad, added_score, hf_files, check=True, overwrite=overwrite)
+
+
+def _extend(base_model, add_model, out_dir, add_pad: bool, added_score: str, hf_files: bool, *, check: bool,
+            overwrite: bool = False) -> ExtensionReport:
+    """:func:`extend_vocabulary`; ``check=False`` (for :func:`build`, which writes into its own
+    fresh temporary folder) skips the output-folder check and the ownership marker."""
     from sentencepiece import sentencepiece_model_pb2 as pb
 
     if added_score not in ("zero", "after_base"):
         raise ValueError(f"added_score must be 'zero' or 'after_base', got {added_score!r}")
     base_path, add_path = model_file(base_model), model_file(add_model)
+    if check:
+        out = check_output_dir(out_dir, overwrite=overwrite, protected=[base_path, add_path],
+                               legacy_names=LEGACY_TOKENIZER_ENTRIES)
+        remove_stale_temp(out)
+    else:
+        out = Path(out_dir).resolve()
     base, add = load_proto(base_path), load_proto(add_path)
     msgs = check_compatible(base, add, str(base_path), str(add_path))
     for m in msgs:
-        warnings.warn(m, stacklevel=2)
+        warnings.warn(m, stacklevel=3)
     base_size, existing = len(base.pieces), {p.piece for p in base.pieces}
     skip_types = {pb.ModelProto.SentencePiece.CONTROL, pb.ModelProto.SentencePiece.BYTE,
                   pb.ModelProto.SentencePiece.UNKNOWN, pb.ModelProto.SentencePiece.UNUSED}
@@ -389,7 +429,6 @@ def extend_vocabulary(base_model: str | os.PathLike, add_model: str | os.PathLik
         base.trainer_spec.pad_id, base.trainer_spec.pad_piece = pad_id, PAD_PIECE
     processor_from_proto(base)  # sentencepiece must accept what we write
     data = base.SerializeToString()
-    out = Path(out_dir).resolve()
     tmp = temp_dir_beside(out)
     try:
         write_bytes_atomic(tmp / MODEL_FILE, data)
@@ -398,7 +437,7 @@ def extend_vocabulary(base_model: str | os.PathLike, add_model: str | os.PathLik
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    replace_dir(tmp, out)
+    replace_dir(tmp, out, producer="knowlm tokenizer extend" if check else None)
     return ExtensionReport(str(base_path), str(add_path), str(out), base_size, len(add.pieces), special, dupes,
                            added, pad_id, len(base.pieces), added_score, msgs, hashlib.sha256(data).hexdigest())
 
@@ -566,15 +605,20 @@ def resize_embeddings(model, new_vocab, init: str = "mean", base_tokenizer=None)
 # ------------------------------------------------------------------------------- stage ----
 def build(config: TokenizerConfig, output_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Train base + zh, extend, measure on held-out text; write ``OUT/{base,zh,extended}/`` and
-    ``OUT/report.json`` (assembled in a temporary folder, renamed into place at the end)."""
+    ``OUT/report.json`` (assembled in a temporary folder, renamed into place at the end). ``OUT``
+    must be new, empty or written by knowlm unless ``config.overwrite``; never the current folder
+    or one holding the corpus or the config's folder."""
     corpus_dir = config.path(config.corpus_dir)
-    out = Path(output_dir).resolve() if output_dir else config.path(config.output_dir)
+    out = Path(output_dir) if output_dir else config.path(config.output_dir)
+    protected = [corpus_dir] + ([config.base_dir] if config.base_dir else [])
+    out = check_output_dir(out, overwrite=config.overwrite, protected=protected, legacy_names=LEGACY_STAGE_ENTRIES)
+    remove_stale_temp(out)
     tmp = temp_dir_beside(out)
     t0 = time.perf_counter()
     try:
-        training = {name: train_tokenizer(corpus_dir, spec, tmp / name, config.heldout_percent, config.progress)
+        training = {name: _train_into(corpus_dir, spec, tmp / name, config.heldout_percent, config.progress)
                     for name, spec in (("base", config.base), ("zh", config.zh))}
-        ext = extend_vocabulary(tmp / "base", tmp / "zh", tmp / "extended", add_pad=config.add_pad)
+        ext = _extend(tmp / "base", tmp / "zh", tmp / "extended", config.add_pad, "after_base", True, check=False)
         held = heldout_texts(corpus_dir, config.heldout_percent, config.eval_max_chars)
         if not held:
             raise ValueError(f"{corpus_dir}: no held-out documents at heldout_percent={config.heldout_percent}")
@@ -598,7 +642,7 @@ def build(config: TokenizerConfig, output_dir: str | os.PathLike | None = None) 
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    replace_dir(tmp, out)
+    replace_dir(tmp, out, producer="knowlm tokenizer train")
     return report
 
 
@@ -614,13 +658,18 @@ def add_cli(subparsers) -> None:
     p = subparsers.add_parser("tokenizer", help="stage 02: train tokenizers, extend a vocabulary")
     show_config_fields(p, TokenizerConfig)  # the fields of `build`/`train`, shown one level up too
     sub = p.add_subparsers(dest="tokenizer_cmd", required=True)
-    stage_command(sub.add_parser("train", help="train base + zh tokenizers on a cleaned corpus, extend, measure"),
-                  TokenizerConfig, "configs/tokenizer/sample.yaml", "base.vocab_size=4000", _cli_train)
+    t = stage_command(sub.add_parser("train", help="train base + zh tokenizers on a cleaned corpus, extend, measure"),
+                      TokenizerConfig, "configs/tokenizer/sample.yaml", "base.vocab_size=4000", _cli_train)
+    t.add_argument("--overwrite", action="store_const", const="true", dest="config_shortcut_overwrite",
+                   help="replace the output folder even if knowlm did not write it (= -o overwrite=true)")
     e = sub.add_parser("extend", help="append the pieces of --add missing from --base (e.g. a real LLaMA "
                                       "tokenizer.model + a Chinese model)")
     e.add_argument("--base", required=True, help="base tokenizer.model (or a folder holding one)")
     e.add_argument("--add", required=True, help="tokenizer.model whose missing pieces are appended")
-    e.add_argument("--out", required=True, help="output folder: tokenizer.model + Hugging Face files")
+    e.add_argument("--out", required=True, help="output folder: tokenizer.model + Hugging Face files (replaced "
+                                                "whole: new, empty or written by knowlm, else --overwrite)")
+    e.add_argument("--overwrite", action="store_true", help="replace --out even if knowlm did not write it "
+                   "(never a file, the current folder or a folder holding --base/--add)")
     e.add_argument("--add-pad", action="store_true", help=f"append a {PAD_PIECE} control piece")
     e.add_argument("--added-score", choices=("after_base", "zero"), default="after_base",
                    help="score of appended pieces (see extend_vocabulary); zero = Chinese-LLaMA-Alpaca")
@@ -640,7 +689,8 @@ def _cli_train(config: TokenizerConfig) -> int:
 def _cli_extend(args) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        r = extend_vocabulary(args.base, args.add, args.out, add_pad=args.add_pad, added_score=args.added_score)
+        r = extend_vocabulary(args.base, args.add, args.out, add_pad=args.add_pad, added_score=args.added_score,
+                              overwrite=args.overwrite)
     for w in caught:
         print(f"warning: {w.message}")
     print(f"base {r.base_size} + add {r.add_size} (special {r.add_special}, duplicates {r.duplicates}) → "

@@ -33,6 +33,45 @@ def sample_texts(limit_per_source: int = 400) -> dict[str, list[str]]:
     return out
 
 
+@pytest.fixture(scope="session", autouse=True)
+def checkpoint_key(tmp_path_factory):
+    """Runs in tests (and the notebooks they execute) sign checkpoints with a key of their own,
+    never the user's ~/.config/knowlm/checkpoint-key."""
+    import os
+
+    key = tmp_path_factory.mktemp("keys") / "checkpoint-key"
+    old = os.environ.get("KNOWLM_CHECKPOINT_KEY_FILE")
+    os.environ["KNOWLM_CHECKPOINT_KEY_FILE"] = str(key)
+    yield key
+    if old is None:
+        os.environ.pop("KNOWLM_CHECKPOINT_KEY_FILE", None)
+    else:
+        os.environ["KNOWLM_CHECKPOINT_KEY_FILE"] = old
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    """``knowlm ARGV`` in this process: (exit code, stdout, stderr)."""
+    from knowlm_utils import cli
+
+    rc = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def assert_one_line_error(rc: int, err: str, *needles: str, command: str = "") -> str:
+    """Exit code 2 and exactly one ``knowlm COMMAND: error: …`` line on stderr holding every
+    needle, no traceback; returns the line."""
+    assert rc == 2, err
+    assert "Traceback" not in err
+    lines = err.strip("\n").split("\n")
+    assert len(lines) == 1, f"expected one line on stderr, got {len(lines)}: {err!r}"
+    line = lines[0]
+    assert line.startswith(f"knowlm {command}") and ": error: " in line, line
+    for needle in needles:
+        assert needle in line, f"{needle!r} not in {line!r}"
+    return line
+
+
 def build_sample_corpus(out: Path, max_docs_per_source: int) -> Path:
     """The sample world's cleaned corpus (stage 01 on configs/corpus/sample.yaml), first
     ``max_docs_per_source`` records of each source, built into ``out``."""

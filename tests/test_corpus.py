@@ -188,16 +188,19 @@ def test_fuzz_readers_never_crash_and_counts_add_up(tmp_path):
             lines.append(b"\r" * rng.randrange(3) + b'{"title": 1, "content": []}')
     (tmp_path / "f.jsonl").write_bytes(b"\n".join(lines))  # no trailing newline on purpose
     (tmp_path / "f.txt").write_bytes(b"\n".join(lines) + b"\n")
+    # \n, \r\n and a lone \r each end a line: the same rule as bytes.splitlines()
+    expected = {name: len((tmp_path / f).read_bytes().splitlines()) for name, f in (("j", "f.jsonl"), ("t", "f.txt"))}
+    assert expected["j"] == expected["t"] > 400  # the random bytes and the \r prefixes add lines
     cfg = _cfg(tmp_path, [SourceConfig(name="j", path="f.jsonl", template="{title}\n{content}"),
                           SourceConfig(name="t", path="f.txt")], max_line_bytes=4096)
     stats = build(cfg)
     for name in ("j", "t"):
         s = stats["sources"][name]
-        assert s["records"] == 400 == s["kept"] + s["filtered"] + s["duplicates"] + s["skipped"]
-        assert list(s["lines_read"].values()) == [400]
+        assert s["records"] == expected[name] == s["kept"] + s["filtered"] + s["duplicates"] + s["skipped"]
+        assert list(s["lines_read"].values()) == [expected[name]]
     assert stats["sources"]["j"]["kept"] >= 1
     table = accounting_table(stats)
-    assert table.loc["TOTAL", "records"] == 800
+    assert table.loc["TOTAL", "records"] == 2 * expected["j"]
 
 
 def test_config_errors_name_file_and_key(tmp_path):
@@ -242,7 +245,8 @@ def test_workers_give_identical_output(tmp_path):
     _jsonl(tmp_path / "a.jsonl", rows)
     outs = []
     for workers in (1, 2):
-        cfg = _cfg(tmp_path, [SourceConfig(name="a", path="a.jsonl")], workers=workers)
+        cfg = _cfg(tmp_path, [SourceConfig(name="a", path="a.jsonl")], workers=workers,
+                   allow_oversubscribe=True)  # a pool even on a one-CPU machine
         stats = build(cfg, tmp_path / f"out{workers}")
         outs.append(((tmp_path / f"out{workers}" / "a" / "part-00000.jsonl").read_text(),
                      (tmp_path / f"out{workers}" / "removed.jsonl").read_text(), stats["totals"]))
@@ -275,3 +279,18 @@ def test_mojibake_fix_mode_repairs_and_keeps(tmp_path):
     assert _read_out(tmp_path / "out", "a")[0]["text"] == ZH  # the repaired text is what is kept
     with pytest.raises(ValueError, match="mojibake_action"):
         FilterConfig(mojibake_action="guess")
+
+
+def test_line_reader_matches_splitlines_for_any_block_size():
+    """``\\n``, ``\\r\\n`` and a lone ``\\r`` end a line (also when a ``\\r\\n`` straddles two read
+    blocks), lines over max_bytes come back as None, and the last line needs no line end."""
+    import io
+
+    from knowlm_utils.corpus import _raw_lines
+
+    rng = random.Random(7)
+    for _ in range(2000):
+        data = bytes(rng.choice(b"ab\r\n") for _ in range(rng.randrange(0, 40)))
+        max_bytes, block = rng.randrange(1, 8), rng.randrange(1, 7)
+        expected = [line if len(line) <= max_bytes else None for line in data.splitlines()]
+        assert list(_raw_lines(io.BufferedReader(io.BytesIO(data)), max_bytes, block)) == expected, (data, block)

@@ -418,8 +418,8 @@ def test_concat_merge_and_its_refusals(tmp_path):
 def test_import_knowlm_legacy(tmp_path, small_chunks):
     rng = np.random.default_rng(7)
     tokens = rng.integers(0, 32000, 500).astype("<u2")
-    starts = np.array([0, 40, 30, 100, 499, 200], "<u8")  # overlapping samples, as KnowLM writes them
-    lengths = np.array([50, 20, 30, 0, 1, 300], "<u2")   # one empty sample
+    lengths = np.array([50, 20, 30, 0, 1, 399], "<u2")   # one empty sample
+    starts = (np.cumsum(lengths, dtype=np.uint64) - lengths).astype("<u8")  # back to back, as KnowLM writes them
     tokens.tofile(tmp_path / "k.bin")
     with open(tmp_path / "k.idx", "wb") as fh:
         fh.write(starts.tobytes() + lengths.tobytes())
@@ -435,8 +435,13 @@ def test_import_knowlm_legacy(tmp_path, small_chunks):
         import_knowlm_legacy(tmp_path / "k.bin", tmp_path / "odd.idx", tmp_path / "o2")
     with open(tmp_path / "far.idx", "wb") as fh:
         fh.write(np.array([0, 495], "<u8").tobytes() + np.array([5, 10], "<u2").tobytes())
-    with pytest.raises(IndexFormatError, match=r"far\.idx: sample 1 spans tokens \[495, 505\) .*500 tokens"):
+    with pytest.raises(IndexFormatError, match=r"far\.idx: .*sample 1 spans tokens \[495, 505\) .*500 tokens"):
         import_knowlm_legacy(tmp_path / "k.bin", tmp_path / "far.idx", tmp_path / "o3")
+    with open(tmp_path / "overlap.idx", "wb") as fh:  # KnowLM never writes overlapping spans: not its file
+        fh.write(np.array([0, 40], "<u8").tobytes() + np.array([50, 460], "<u2").tobytes())
+    with pytest.raises(IndexFormatError, match=r"overlap\.idx: .*sample 1 starts at token 40, but sample 0 ends at "
+                                               r"token 50 .*back to back"):
+        import_knowlm_legacy(tmp_path / "k.bin", tmp_path / "overlap.idx", tmp_path / "o3")
     with pytest.raises(IndexFormatError, match=r"k\.bin: sample 0 .*>= vocab_size 100"):
         import_knowlm_legacy(tmp_path / "k.bin", tmp_path / "k.idx", tmp_path / "o4", vocab_size=100)
     assert not any(p.name.startswith(("o2", "o3", "o4", ".o")) for p in tmp_path.iterdir())
@@ -467,11 +472,11 @@ def test_cli_inspect_merge_import(tmp_path, capsys, sp_model_path):
     assert MMapTokenIndex(tmp_path / "m").type_ranges == {"zh": (0, 2), "en": (2, 4)}
 
     np.arange(10, dtype="<u2").tofile(tmp_path / "k.bin")
-    (tmp_path / "k.idx").write_bytes(np.array([2, 5], "<u8").tobytes() + np.array([3, 5], "<u2").tobytes())
+    (tmp_path / "k.idx").write_bytes(np.array([0, 3], "<u8").tobytes() + np.array([3, 7], "<u2").tobytes())
     assert cli.main(["index", "import-knowlm", "--bin", str(tmp_path / "k.bin"), "--idx", str(tmp_path / "k.idx"),
                      "--out", str(tmp_path / "imp"), "--no-progress"]) == 0
-    assert "2 samples, 2 documents, 8 tokens" in capsys.readouterr().out
-    assert [s.tolist() for s in MMapTokenIndex(tmp_path / "imp")] == [[2, 3, 4], [5, 6, 7, 8, 9]]
+    assert "2 samples, 2 documents, 10 tokens" in capsys.readouterr().out
+    assert [s.tolist() for s in MMapTokenIndex(tmp_path / "imp")] == [[0, 1, 2], [3, 4, 5, 6, 7, 8, 9]]
 
     (tmp_path / "x.idx").write_bytes(b"garbage" * 10)
     assert cli.main(["index", "inspect", str(tmp_path / "x")]) == 2

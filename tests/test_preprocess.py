@@ -124,7 +124,7 @@ def test_damaged_shard_is_named_and_leaves_no_index(corpus_dir, sp_model_path, t
     out = tmp_path / "out"
     with pytest.raises(ValueError, match=rf"{shard.name}:4"):
         build(_cfg(broken, sp_model_path, out))
-    assert not list(out.glob("*.idx")) and not list(out.glob("*.bin"))
+    assert not out.exists() and not list(tmp_path.glob(".out.*")), "nothing committed, no temp folder left"
 
 
 def test_cli_and_yaml(corpus_dir, sp_model_path, tmp_path, capsys):

@@ -23,7 +23,7 @@ from knowlm_utils.index import MMapTokenIndex, MMapTokenIndexWriter
 from knowlm_utils.modeling import build_model, count_parameters, model_config
 from knowlm_utils.pretrain import PretrainConfig, launch_pretrain, load_pretrain_config, main
 from knowlm_utils.tokenizer import write_hf_files
-from knowlm_utils.train.checkpoints import latest_checkpoint
+from knowlm_utils.train.checkpoints import KEY_ENV, MANIFEST, latest_checkpoint, verify_checkpoint
 from knowlm_utils.train.collate import CausalLMCollator
 from knowlm_utils.train.deepspeed import resolve_deepspeed
 from knowlm_utils.train.evaluation import TypedEvaluator, eval_indices
@@ -38,6 +38,15 @@ TYPES = ("zh", "en", "code")
 
 
 # ----------------------------------------------------------------------------- fixtures ----
+@pytest.fixture(scope="module", autouse=True)
+def checkpoint_key_file(tmp_path_factory):
+    """Checkpoints are signed with a per-user key (default ~/.config/knowlm/checkpoint-key); the
+    tests sign with their own (launched processes inherit the variable)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(KEY_ENV, str(tmp_path_factory.mktemp("checkpoint_key") / "checkpoint-key"))
+        yield
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, sp_model_path, sample_docs) -> dict[str, Path]:
     """A tokenizer folder (tokenizer.model + HF files) and train/valid indexes of 64-token
@@ -135,6 +144,12 @@ def test_resumed_run_reproduces_the_uninterrupted_one(world, tmp_path):
     first = main(tiny_config(world, split_out, stop_at_step=5, **kw))
     assert not first["completed"] and first["final_dir"] is None and not (split_out / "final").exists()
     assert latest_checkpoint(split_out).name == "checkpoint-5"
+    # the checkpoint is signed: its manifest lists every file the Trainer wrote, and verifies
+    manifest = json.loads((split_out / "checkpoint-5" / MANIFEST).read_text("utf-8"))
+    written = {p.name for p in (split_out / "checkpoint-5").iterdir()} - {MANIFEST}
+    assert set(manifest["files"]) == written and manifest["version"] == 1
+    assert {"optimizer.pt", "scheduler.pt", "rng_state.pth", "model.safetensors", "trainer_state.json"} <= written
+    assert verify_checkpoint(split_out / "checkpoint-5") == manifest
     second = main(tiny_config(world, split_out, resume_from="latest", **kw))
     assert second["completed"] and second["resumed_from"].endswith("checkpoint-5")
 

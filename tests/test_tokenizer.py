@@ -54,7 +54,8 @@ def normal_pieces(proto) -> set[str]:
 # ----------------------------------------------------------------------------- training ----
 def test_stage_writes_llama_shaped_tokenizers(stage):
     report, out = stage
-    assert sorted(p.name for p in out.iterdir()) == ["base", "extended", "report.json", "zh"]
+    assert sorted(p.name for p in out.iterdir()) == [".knowlm-output.json", "base", "extended", "report.json", "zh"]
+    assert not list(out.glob("*/.knowlm-output.json")), "only the stage's own folder is marked"
     assert not list(out.parent.glob(".tokenizer.*")), "temporary folders must be gone"
     for name in ("base", "zh", "extended"):
         proto = spm.load_proto(out / name)

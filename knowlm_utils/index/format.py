@@ -59,6 +59,12 @@ class IndexFormatError(ValueError):
     """An index file is malformed or inconsistent; the message names the file and the problem."""
 
 
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters: error messages never echo a huge value."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def dtype_for_vocab(vocab_size: int) -> np.dtype:
     """uint16 when every id fits (``vocab_size <= 65536``, e.g. LLaMA's 32000 or a 55k
     Chinese-extended vocabulary), else int32 — halving the corpus on disk when possible."""

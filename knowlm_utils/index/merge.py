@@ -14,8 +14,9 @@ import numpy as np
 from tqdm import tqdm
 
 from . import format as fmt
-from .format import RESERVED_MANIFEST_KEYS
+from .format import RESERVED_MANIFEST_KEYS, IndexFormatError
 from .reader import MMapTokenIndex
+from .verify import verify_index
 from .writer import MMapTokenIndexWriter
 
 COPY_BYTES = 64 << 20          # bytes copied per step when merging
@@ -35,7 +36,7 @@ def _segments(index: MMapTokenIndex, rename: str | None) -> list[tuple[str, int,
 
 
 def merge_indexes(prefixes: Sequence[str | os.PathLike], out_prefix: str | os.PathLike, typed: bool = False,
-                  types: Sequence[str] | None = None, progress: bool = False) -> dict:
+                  types: Sequence[str] | None = None, progress: bool = False, verify: bool = True) -> dict:
     """Merge indexes into ``out_prefix`` by streaming (constant memory, atomic). Returns the manifest.
 
     * ``typed=False`` — concatenate in input order (e.g. shards of one type). Each input's types
@@ -48,18 +49,41 @@ def merge_indexes(prefixes: Sequence[str | os.PathLike], out_prefix: str | os.Pa
 
     The document index stays valid (document boundaries are re-based, never lost), the dtype
     must match across inputs, and vocab sizes / tokenizer hashes from the manifests must agree.
+
+    Merge copies token bytes without looking at them, so every input is first checked in full
+    with :func:`~.verify.verify_index` (ids below the vocabulary, document and sequence index,
+    manifest counts; about one extra sequential read of the inputs): a bad input is refused,
+    naming it, before anything is written. ``verify=False`` skips that scan (inputs you have just
+    verified yourself); inputs are then only checked as far as opening them does.
     """
     prefixes = [Path(os.fspath(p)) for p in prefixes]
     if not prefixes:
         raise ValueError("merge_indexes needs at least one input prefix")
     if types is not None and len(types) != len(prefixes):
         raise ValueError(f"types names one type per input: got {len(types)} names for {len(prefixes)} inputs")
+    if types is not None and not all(isinstance(t, str) and t for t in types):
+        raise ValueError(f"types must be non-empty names, got {list(types)!r}")
     out_prefix = Path(os.fspath(out_prefix))
-    inputs = [MMapTokenIndex(p) for p in prefixes]
+    inputs = []
+    for k, p in enumerate(prefixes):
+        try:  # with verify, the full .idx pass runs once, inside verify_index
+            inputs.append(MMapTokenIndex(p, validate="quick" if verify else "full"))
+        except IndexFormatError as exc:
+            raise IndexFormatError(f"refusing to merge: input {k + 1} of {len(prefixes)} is corrupt: {exc}") from None
     out_real = os.path.realpath(out_prefix)
     for index in inputs:
         if os.path.realpath(index.prefix) == out_real:
             raise ValueError(f"the output {out_prefix} is also an input; write the merge to a new prefix")
+    summaries: list[dict | None] = [None] * len(inputs)
+    if verify:  # every input in full (once however often named), before anything is compared or written
+        done: dict[str, dict] = {}
+        for k, index in enumerate(inputs):
+            key = os.path.realpath(index.prefix)
+            try:
+                summaries[k] = done[key] if key in done else verify_index(index.prefix, progress=progress)
+            except IndexFormatError as exc:
+                raise IndexFormatError(f"refusing to merge: input {k + 1} of {len(inputs)} is corrupt: {exc}") from None
+            done[key] = summaries[k]
     dtypes = {index.dtype for index in inputs}
     if len(dtypes) > 1:
         detail = ", ".join(f"{ix.prefix} is {ix.dtype}" for ix in inputs)
@@ -68,6 +92,10 @@ def merge_indexes(prefixes: Sequence[str | os.PathLike], out_prefix: str | os.Pa
     vocab = _agree(inputs, lambda m: m.get("vocab_size"), "vocab_size")
     _agree(inputs, lambda m: (m.get("tokenizer") or {}).get("sha256") if isinstance(m.get("tokenizer"), dict)
            else None, "tokenizer sha256")
+    for index, summary in zip(inputs, summaries):
+        if vocab is not None and summary is not None and summary["max_id"] is not None and summary["max_id"] >= vocab:
+            raise IndexFormatError(f"refusing to merge: {index.paths['bin']} holds token id {summary['max_id']}, "
+                                   f"but the other inputs' manifests give vocab_size {vocab}")
 
     plan: list[tuple[str, MMapTokenIndex, int, int, int, int]] = []
     for k, index in enumerate(inputs):

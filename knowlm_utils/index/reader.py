@@ -17,7 +17,8 @@ from typing import Iterator
 import numpy as np
 
 from . import format as fmt
-from .format import DTYPE_OF_CODE, FORMAT_NAME, HEADER, MAGIC, VERSION, IndexFormatError, _prefix, index_paths
+from .format import (DTYPE_OF_CODE, FORMAT_NAME, HEADER, MAGIC, VERSION, IndexFormatError, _prefix, _short,
+                     index_paths)
 
 
 def read_manifest(prefix: str | os.PathLike) -> dict | None:
@@ -28,12 +29,12 @@ def read_manifest(prefix: str | os.PathLike) -> dict | None:
     try:
         with open(path, encoding="utf-8") as fh:
             manifest = json.load(fh)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise IndexFormatError(f"{path}: not valid JSON ({exc})") from exc
+    except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8, a 5000-digit number, absurd nesting
+        raise IndexFormatError(f"{path}: not valid JSON ({str(exc)[:200]})") from None
     if not isinstance(manifest, dict):
         raise IndexFormatError(f"{path}: expected a JSON object, got {type(manifest).__name__}")
     if manifest.get("format", FORMAT_NAME) != FORMAT_NAME:
-        raise IndexFormatError(f"{path}: format is {manifest.get('format')!r}, expected {FORMAT_NAME!r}")
+        raise IndexFormatError(f"{path}: format is {_short(manifest.get('format'))}, expected {FORMAT_NAME!r}")
     return manifest
 
 
@@ -115,29 +116,33 @@ class MMapTokenIndex:
 
     # ------------------------------------------------------------------ validation ---------
     def _validate_full(self) -> None:
+        """One pass over the ``.idx`` arrays: lengths >= 0, pointers = running byte offsets
+        from 0 (samples back to back), a document index that never decreases."""
         idx_path = self.paths["idx"]
-        carry = 0
-        for a in range(0, len(self), fmt.CHUNK_ITEMS):
-            sizes = self.sizes[a:a + fmt.CHUNK_ITEMS].astype(np.int64)
+        # steps of CHUNK_ITEMS / 16 entries (64 Ki: 512 KiB of int64) stay in the CPU cache: about
+        # twice as fast as 1 Mi-entry steps on a 5 M-sample index
+        step = max(1, fmt.CHUNK_ITEMS // 16)
+        carry = 0  # byte offset where the next sample must start
+        for a in range(0, len(self), step):
+            sizes = self.sizes[a:a + step]
             if sizes.min() < 0:
                 k = a + int(np.argmax(sizes < 0))
                 raise IndexFormatError(f"{idx_path}: sample {k} has negative length {int(self.sizes[k])}")
-            nbytes = sizes * self._itemsize
-            expect = np.empty_like(nbytes)
-            expect[0] = carry
-            np.cumsum(nbytes[:-1], out=expect[1:])
-            expect[1:] += carry
-            got = self.pointers[a:a + fmt.CHUNK_ITEMS]
-            if not np.array_equal(got, expect):
+            ends = np.cumsum(sizes, dtype=np.int64)  # token ends, then byte ends, of this step's samples
+            ends *= self._itemsize
+            ends += carry
+            got = self.pointers[a:a + step]
+            if int(got[0]) != carry or not np.array_equal(got[1:], ends[:-1]):
+                expect = np.concatenate(([carry], ends[:-1]))
                 k = int(np.argmax(got != expect))
                 raise IndexFormatError(f"{idx_path}: sample {a + k} points to byte {int(got[k])} of the .bin, expected "
                                        f"{int(expect[k])} (samples are stored back to back)")
-            carry += int(nbytes.sum())
+            carry = int(ends[-1])
         prev = 0
-        for a in range(0, len(self.doc_idx), fmt.CHUNK_ITEMS):
-            chunk = self.doc_idx[a:a + fmt.CHUNK_ITEMS]
-            steps = np.diff(chunk, prepend=prev)
-            if steps.min() < 0:
+        for a in range(0, len(self.doc_idx), step):
+            chunk = self.doc_idx[a:a + step]
+            if int(chunk[0]) < prev or not (chunk[1:] >= chunk[:-1]).all():
+                steps = np.diff(chunk, prepend=prev)
                 j = a + int(np.argmax(steps < 0))
                 raise IndexFormatError(f"{idx_path}: the document index decreases at entry {j} "
                                        f"({int(self.doc_idx[j - 1])} -> {int(self.doc_idx[j])})")
@@ -152,7 +157,7 @@ class MMapTokenIndex:
                   "dtype": self.dtype.name}
         for key, value in actual.items():
             if key in m and m[key] != value:
-                raise IndexFormatError(f"{path}: {key} is {m[key]!r} but {self.paths['idx'].name}/"
+                raise IndexFormatError(f"{path}: {key} is {_short(m[key])} but {self.paths['idx'].name}/"
                                        f"{self.paths['bin'].name} hold {value!r}: the manifest belongs to another "
                                        "index (or a file was replaced)")
         types = m.get("types")
@@ -167,16 +172,19 @@ class MMapTokenIndex:
                 s, e = (int(x) for x in t["samples"])
                 ds, de = (int(x) for x in t["documents"])
             except (KeyError, TypeError, ValueError) as exc:
-                raise IndexFormatError(f"{path}: type {name!r} needs 'samples' and 'documents' as [start, end]") from exc
+                raise IndexFormatError(f"{path}: type {_short(name)} needs 'samples' and 'documents' as "
+                                       "[start, end]") from exc
             if s != expect_start or not s <= e <= len(self) or not 0 <= ds <= de <= self.num_documents:
-                raise IndexFormatError(f"{path}: type {name!r} covers samples [{s}, {e}) / documents [{ds}, {de}); "
+                raise IndexFormatError(f"{path}: type {_short(name)} covers samples [{s}, {e}) / documents "
+                                       f"[{ds}, {de}); "
                                        f"types must tile samples [0, {len(self)}) in order")
             if int(self.doc_idx[ds]) != s or int(self.doc_idx[de]) != e:
-                raise IndexFormatError(f"{path}: type {name!r}: documents [{ds}, {de}) span samples "
+                raise IndexFormatError(f"{path}: type {_short(name)}: documents [{ds}, {de}) span samples "
                                        f"[{int(self.doc_idx[ds])}, {int(self.doc_idx[de])}), not [{s}, {e})")
             tokens = (self._byte_at(e) - self._byte_at(s)) // self._itemsize
-            if "tokens" in t and int(t["tokens"]) != tokens:
-                raise IndexFormatError(f"{path}: type {name!r} says {t['tokens']} tokens, the index holds {tokens}")
+            if "tokens" in t and t["tokens"] != tokens:
+                raise IndexFormatError(f"{path}: type {_short(name)} says {_short(t['tokens'])} tokens, the index "
+                                       f"holds {tokens}")
             ranges[name] = (s, e)
             expect_start = e
         if expect_start != len(self):

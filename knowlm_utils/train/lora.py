@@ -62,10 +62,12 @@ def merge_lora(base_dir: Path, vocab_size: int, adapter_dir: Path, out_dir: Path
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    base = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32)
+    base = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32, use_safetensors=True,
+                                                local_files_only=True, trust_remote_code=False)
     if vocab_size > base.get_input_embeddings().weight.shape[0]:
         base.resize_token_embeddings(vocab_size, mean_resizing=True)
-    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    merged = PeftModel.from_pretrained(base, str(adapter_dir), use_safetensors=True,
+                                       local_files_only=True).merge_and_unload()
     merged.save_pretrained(str(out_dir), safe_serialization=True)
 
 

@@ -7,8 +7,9 @@
   factory (rank-sliced, resumable by *starting* at a micro step instead of replaying batches)
   and whose ``evaluate`` is a given evaluator;
 * callbacks: :func:`log_history_callback` (``OUTPUT/log_history.json`` at every log, for live
-  plots), :func:`stop_callback` (end a session at a step with a checkpoint); :func:`read_history`
-  reads the log back.
+  plots), :func:`stop_callback` (end a session at a step with a checkpoint),
+  :func:`checkpoint_manifest_callback` (sign every checkpoint so that a resume can verify it);
+  :func:`read_history` reads the log back.
 
 transformers and torch are imported inside the functions (importing them costs seconds).
 """
@@ -154,6 +155,32 @@ def stop_callback(stop_at_step: int):
     return StopAtStep()
 
 
+def checkpoint_manifest_callback():
+    """A callback that signs every checkpoint the Trainer saves
+    (:func:`~knowlm_utils.train.checkpoints.write_manifest`: SHA-256 of every file of
+    ``checkpoint-N/``, HMAC under the user's key), so that ``resume_from`` can verify it before
+    anything in it is unpickled. ``on_save`` runs after the Trainer wrote the checkpoint; with
+    several processes all of them wait there until every rank wrote its part, then rank 0
+    writes the manifest. Reads the files only: training numbers do not change."""
+    from transformers import TrainerCallback
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    from .checkpoints import write_manifest
+
+    class CheckpointManifestWriter(TrainerCallback):
+        """Signs OUTPUT/checkpoint-N (rank 0, after every rank saved) with knowlm-checkpoint.json."""
+
+        def on_save(self, args, state, control, **kwargs):
+            import torch.distributed as dist
+
+            if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+                dist.barrier()  # rng_state_R.pth and ZeRO shards of the other ranks are on disk
+            if state.is_world_process_zero:
+                write_manifest(Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+
+    return CheckpointManifestWriter()
+
+
 def log_history_callback(output_dir: Path):
     """A callback that rewrites ``output_dir/log_history.json`` atomically at every log (rank 0)."""
     from transformers import TrainerCallback
@@ -180,4 +207,5 @@ def read_history(output_dir: str | os.PathLike) -> dict[str, list[dict[str, Any]
 
 
 __all__ = ["LOG_HISTORY", "METRICS", "is_main_process", "resolve_device", "resolve_precision", "training_arguments",
-           "make_trainer_class", "last_eval", "stop_callback", "log_history_callback", "read_history"]
+           "make_trainer_class", "last_eval", "stop_callback", "checkpoint_manifest_callback", "log_history_callback",
+           "read_history"]
