@@ -173,10 +173,13 @@ def checkpoint_manifest_callback():
         def on_save(self, args, state, control, **kwargs):
             import torch.distributed as dist
 
-            if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            several = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+            if several:
                 dist.barrier()  # rng_state_R.pth and ZeRO shards of the other ranks are on disk
             if state.is_world_process_zero:
                 write_manifest(Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+            if several:
+                dist.barrier()  # no rank runs ahead (or exits) before the checkpoint is signed
 
     return CheckpointManifestWriter()
 
