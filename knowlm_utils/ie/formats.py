@@ -512,12 +512,19 @@ def _args_field(piece: str, bad: list[str]) -> list[tuple[str, str]]:
     return args
 
 
-def _parse_tuple_line(task: str, line: str, res: ParseResult, schema: Any) -> None:
-    groups, unclosed, outside = _groups(line, _OPEN_PAREN, _CLOSE_PAREN)
+def _bracketed_groups(line: str, opening: Any, closing: Any, res: ParseResult, strip: str) -> list:
+    """The bracketed groups of ``line``; unclosed ones go to ``res.unparsed``, other text that
+    is not empty or a separator to ``res.ignored``."""
+    groups, unclosed, outside = _groups(line, opening, closing)
     res.unparsed += unclosed
-    rest = "".join(outside).strip(" \t,;，；[]【】")
+    rest = "".join(outside).strip(strip)
     if rest and _value(rest) is not None:
         res.ignored.append(rest)
+    return groups
+
+
+def _parse_tuple_line(task: str, line: str, res: ParseResult, schema: Any) -> None:
+    groups = _bracketed_groups(line, _OPEN_PAREN, _CLOSE_PAREN, res, " \t,;，；[]【】")
     width = len(_FIELDS[task])
     for group in groups:
         parts = _split(group, _COMMA)
@@ -631,11 +638,7 @@ def _dict_item(task: str, d: Any) -> Item | None:
 
 
 def _parse_dict_line(task: str, line: str, res: ParseResult, schema: Any) -> None:
-    groups, unclosed, outside = _groups(line, _OPEN_BRACE, _CLOSE_BRACE)
-    res.unparsed += unclosed
-    rest = "".join(outside).strip(" \t,;，；[]【】()")
-    if rest and _value(rest) is not None:
-        res.ignored.append(rest)
+    groups = _bracketed_groups(line, _OPEN_BRACE, _CLOSE_BRACE, res, " \t,;，；[]【】()")
     for group in groups:
         try:
             res.add(_dict_item(task, _literal("{" + group + "}")))
