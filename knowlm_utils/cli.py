@@ -8,6 +8,7 @@ stage module's ``main(config, overrides=None)`` / functions (the same code the n
     knowlm index inspect|merge|…     stage 04  knowlm_utils.index
     knowlm launch …                  stage 05  knowlm_utils.launch (DeepSpeed configs, hostfiles, Slurm)
     knowlm pretrain                  stage 05  knowlm_utils.pretrain
+    knowlm ie build                  stage 06  knowlm_utils.kg2instruction.pipeline
     knowlm course run                          knowlm_utils.course (papermill)
 
 Config-driven commands take ``CONFIG.yaml``, ``-o key=value`` and ``--print-config``, and
@@ -25,12 +26,13 @@ from .config import ConfigError
 # command -> module that registers it through ``add_cli(subparsers)``, in pipeline order
 COMMANDS: dict[str, str] = {
     "corpus": "corpus", "tokenizer": "tokenizer", "chunk": "chunk_report", "preprocess": "preprocess",
-    "index": "index", "launch": "launch", "pretrain": "pretrain", "course": "course",
+    "index": "index", "launch": "launch", "pretrain": "pretrain", "ie": "kg2instruction.pipeline", "course": "course",
 }
 # configs/<folder>/*.yaml -> "module:ConfigClass" (a test loads every YAML with its class)
 CONFIG_CLASSES: dict[str, str] = {
     "corpus": "corpus:CorpusConfig", "tokenizer": "tokenizer:TokenizerConfig", "chunk": "chunk_report:ChunkConfig",
-    "preprocess": "preprocess:PreprocessConfig", "pretrain": "pretrain:PretrainConfig", "course": "course:CourseConfig",
+    "preprocess": "preprocess:PreprocessConfig", "pretrain": "pretrain:PretrainConfig", "ie": "kg2instruction.pipeline:KG2InstructionConfig",
+    "course": "course:CourseConfig",
 }
 
 

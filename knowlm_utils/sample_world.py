@@ -67,11 +67,36 @@ _FUNCTION_WORDS = {"The", "An", "A", "As", "Among", "Within", "Geographically,",
                    "Products", "From", "In", "On", "I", "Talking"}
 
 
+def _fill(template: str, values: dict[str, tuple[str, str | None]]) -> tuple[str, list[list], dict[str, int]]:
+    """``template.format(**names)`` plus where each named entity landed: ``values`` maps a
+    placeholder to ``(text, entity id or None)``; returns the text, ``[start, end, id]``
+    mentions (offsets in the filled text) and the start of every placeholder."""
+    out, mentions, starts, pos = [], [], {}, 0
+    for literal, name, _spec, _conv in string.Formatter().parse(template):
+        out.append(literal)
+        pos += len(literal)
+        if name is not None:
+            text, eid = values[name]
+            starts[name] = pos
+            if eid is not None:
+                mentions.append([pos, pos + len(text), eid])
+            out.append(text)
+            pos += len(text)
+    return "".join(out), mentions, starts
+
+
 class _Writer:
-    """Builds documents from the KG with one seeded RNG."""
+    """Builds documents from the KG with one seeded RNG.
+
+    While ``self.log`` is a list, every sentence that states KG facts (or names an entity by an
+    alias) is recorded there as a gold *statement* ``{"text", "facts": [[head, relation, tail]],
+    "mentions": [[start, end, entity id]]}`` (offsets within the statement), so later stages can
+    be measured against what each document really says.
+    """
 
     def __init__(self, kg: KnowledgeGraph, tpl: dict, rng: random.Random, handwritten: list[dict]):
         self.kg, self.tpl, self.rng = kg, tpl, rng
+        self.log: list[dict] | None = None
         self.hand: dict[tuple[str, str], list[str]] = {}
         for p in handwritten:
             self.hand.setdefault((p["entity"], p["lang"]), []).append(p["text"])
@@ -79,20 +104,37 @@ class _Writer:
     def choice(self, options):
         return self.rng.choice(options) if isinstance(options, list) else options
 
+    def statement(self, text: str, facts: list[list[str]], mentions: list[list]) -> dict:
+        st = {"text": text, "facts": facts, "mentions": mentions}
+        if self.log is not None:
+            self.log.append(st)
+        return st
+
     def fact(self, tr: dict, lang: str, about: str) -> str:
+        return self.fact_statement(tr, lang, about)["text"]
+
+    def fact_statement(self, tr: dict, lang: str, about: str) -> dict:
         persp = "head" if tr["head"] == about else "tail"
         rels = self.tpl["relations"]  # 'relation@tail_type' overrides the wording for one tail type
         key = f"{tr['relation']}@{self.kg.entities[tr['tail']]['type']}"
         t = self.choice(rels.get(key, rels[tr["relation"]])[lang][persp])
-        return t.format(h=self.kg.name(tr["head"], lang), t=self.kg.name(tr["tail"], lang))
+        text, mentions, _ = _fill(t, {"h": (self.kg.name(tr["head"], lang), tr["head"]),
+                                   "t": (self.kg.name(tr["tail"], lang), tr["tail"])})
+        return self.statement(text, [[tr["head"], tr["relation"], tr["tail"]]], mentions)
 
     def intro(self, e: dict, lang: str) -> list[str]:
         h = e[f"name_{lang}"]
         out = [e[f"desc_{lang}"]]
         aliases = [a for a in e[f"aliases_{lang}"] if a != h]
         if aliases:
-            a = "、".join(aliases) if lang == "zh" else ", ".join(aliases)
-            out.append(self.choice(self.tpl["aliases"][lang]).format(h=h, a=a))
+            sep = "、" if lang == "zh" else ", "
+            a = sep.join(aliases)
+            text, mentions, starts = _fill(self.choice(self.tpl["aliases"][lang]), {"h": (h, e["id"]), "a": (a, None)})
+            at = starts["a"]
+            for alias in aliases:  # every alias names the entity itself
+                mentions.append([at, at + len(alias), e["id"]])
+                at += len(alias) + len(sep)
+            out.append(self.statement(text, [], sorted(mentions))["text"])
         for key in sorted(e["attrs"]):
             t = self.tpl["attributes"][lang].get(key)
             if t:
@@ -101,20 +143,24 @@ class _Writer:
 
     def encyclopedia(self, e: dict, lang: str) -> tuple[str, str]:
         """Several paragraphs: intro, facts in shuffled groups, hand-written text, closing."""
-        facts = [self.fact(tr, lang, e["id"]) for tr in self.kg.facts(e["id"])]
-        self.rng.shuffle(facts)
+        statements = [self.fact_statement(tr, lang, e["id"]) for tr in self.kg.facts(e["id"])]
+        self.rng.shuffle(statements)
         paragraphs = [_join(self.intro(e, lang), lang)]
-        while facts:
+        while statements:
             n = self.rng.randint(2, 4)
-            group, facts = facts[:n], facts[n:]
+            group, statements = statements[:n], statements[n:]
             conn = self.choice(self.tpl["connectives"][lang])
-            if conn:
-                first = group[0].split(" ", 1)[0]
+            if conn:  # the connective becomes part of the first statement (gold offsets move with it)
+                st = group[0]
+                first = st["text"].split(" ", 1)[0]
                 lower = lang == "en" and first in _FUNCTION_WORDS
-                group[0] = conn + (group[0][0].lower() + group[0][1:] if lower else group[0])
-            paragraphs.append(_join(group, lang))
+                st["text"] = conn + (st["text"][0].lower() + st["text"][1:] if lower else st["text"])
+                st["mentions"] = [[a + len(conn), b + len(conn), i] for a, b, i in st["mentions"]]
+            paragraphs.append(_join([st["text"] for st in group], lang))
         paragraphs += self.related(e, lang, max_neighbours=14, max_facts=8)
         for text in self.hand.get((e["id"], lang), []):
+            if self.log is not None:  # hand-written: no gold, the evaluation must not grade it
+                self.log.append({"unannotated": text})
             paragraphs.insert(self.rng.randint(1, len(paragraphs)), text)
         closing = self.choice(self.tpl["closings"][lang]).format(h=e[f"name_{lang}"])
         if closing:
@@ -155,7 +201,7 @@ class _Writer:
             for (rel, side), others in sorted(grouped.items()):
                 if keep(rel):
                     label = rels[rel]["zh"] + ("" if side == "head" else "（反向）")
-                    rows.append(f"* {label}：{_names(kg, sorted(others), 'zh')}")
+                    rows.append(self.wiki_row(e["id"], rel, side, sorted(others), label))
             if rows:
                 lines += [title] + rows
         related = sorted({o for others in grouped.values() for o in others})
@@ -163,6 +209,19 @@ class _Writer:
         lines += [self.tpl["wiki_sections"]["zh"][2]] + self.related(e, "zh", max_neighbours=10, max_facts=5)
         lines += [heads[4], "、".join(kg.name(i, "zh") for i in related[:8])]
         return e["name_zh"], "\n".join(lines)
+
+    def wiki_row(self, eid: str, rel: str, side: str, others: list[str], label: str) -> str:
+        """``* 关系：甲、乙`` — one statement of several facts (``（反向）`` rows read tail → head)."""
+        text = f"* {label}："
+        facts, mentions = [], []
+        for k, other in enumerate(others):
+            if k:
+                text += "、"
+            name = self.kg.name(other, "zh")
+            mentions.append([len(text), len(text) + len(name), other])
+            text += name
+            facts.append([eid, rel, other] if side == "head" else [other, rel, eid])
+        return self.statement(text, facts, mentions)["text"]
 
     def web_line(self, e: dict, lang: str, facts: list[dict]) -> str:
         t = self.choice(self.tpl["web"][lang])
@@ -264,8 +323,10 @@ def kg_instructions(kg: KnowledgeGraph, t: dict) -> list[dict]:
 class _Line:
     """One physical line of an output file; ``meta`` marks planted noise."""
 
-    def __init__(self, raw: bytes, rendered: str | None = None, meta: dict | None = None, lang: str = ""):
-        self.raw, self.rendered, self.meta, self.lang = raw, rendered, meta, lang
+    def __init__(self, raw: bytes, rendered: str | None = None, meta: dict | None = None, lang: str = "",
+                 gold: list[dict] | None = None, subject: str | None = None):
+        self.raw, self.rendered, self.meta, self.lang, self.gold = raw, rendered, meta, lang, gold
+        self.subject = subject
 
 
 def _record(fname: str, a: str, b: str) -> bytes:
@@ -428,6 +489,39 @@ def _drop_similar(files: dict[str, list[_Line]], limit: float) -> None:
         files[fname] = keep
 
 
+def _gold_file(files: dict[str, list[_Line]]) -> bytes:
+    """One row per clean document that states facts: where it is (``file``, 1-based ``line``),
+    its ``lang``, its ``subject`` (the entity the article or post is about) and its
+    statements ``{start, end, facts: [[head, relation, tail]], mentions: [[start, end, entity]]}``
+    with offsets in the document's text as the corpus stage renders it (``{title}\\n{body}``
+    for JSONL sources, the line itself for text), and ``unannotated``: ``[start, end]`` spans of
+    hand-written text whose facts nobody listed. Gzip-compressed, mtime 0."""
+    rows = []
+    for fname in SOURCE_ORDER:
+        for i, ln in enumerate(files[fname], 1):
+            if ln.meta is not None or not ln.gold:
+                continue
+            text, taken, statements, unannotated = ln.rendered, set(), [], []
+            for st in ln.gold:
+                if "unannotated" in st:
+                    at = text.find(st["unannotated"])
+                    unannotated.append([at, at + len(st["unannotated"])])
+                    continue
+                at = text.find(st["text"])
+                while at in taken:
+                    at = text.find(st["text"], at + 1)
+                if at < 0:
+                    raise AssertionError(f"{fname}:{i}: generated statement not in its document: {st['text']!r}")
+                taken.add(at)
+                statements.append({"start": at, "end": at + len(st["text"]), "facts": st["facts"],
+                                   "mentions": [[at + a, at + b, eid] for a, b, eid in st["mentions"]]})
+            statements.sort(key=lambda st: st["start"])
+            rows.append({"file": f"corpus/{fname}", "line": i, "lang": ln.lang, "subject": ln.subject,
+                         "statements": statements, "unannotated": sorted(unannotated)})
+    data = "".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n" for r in rows).encode()
+    return gzip.compress(data, mtime=0)
+
+
 def _split_title(text: str) -> tuple[str, str]:
     head, _, rest = text.partition("\n")
     return head, rest
@@ -455,12 +549,16 @@ def build_files(config: SampleWorldConfig) -> dict[str, bytes]:
     files: dict[str, list[_Line]] = {f: [] for f in SOURCE_ORDER}
     for e in ents:
         for lang, fname in (("zh", "zh_baike.jsonl"), ("en", "en_wiki.jsonl")):
+            w.log = []
             title, body = w.encyclopedia(e, lang)
-            files[fname].append(_Line(_record(fname, title, body), f"{title}\n{body}", None, lang))
+            files[fname].append(_Line(_record(fname, title, body), f"{title}\n{body}", None, lang, w.log, e["id"]))
     wiki_pool = [e for e in ents if len(kg.facts(e["id"])) >= 3]
     for e in sorted(rng.sample(wiki_pool, int(len(wiki_pool) * config.wiki_fraction)), key=lambda e: e["id"]):
+        w.log = []
         title, body = w.wiki_zh(e)
-        files["zh_wiki.jsonl.gz"].append(_Line(_record("zh_wiki.jsonl.gz", title, body), f"{title}\n{body}", None, "zh"))
+        files["zh_wiki.jsonl.gz"].append(_Line(_record("zh_wiki.jsonl.gz", title, body), f"{title}\n{body}", None,
+                                               "zh", w.log, e["id"]))
+    w.log = None
     code = read_jsonl(root / "handwritten" / "code.jsonl")
     code_dir = root / "handwritten" / "code"
     for task in yaml.safe_load((code_dir / "tasks.yaml").read_text("utf-8")):
@@ -479,8 +577,10 @@ def build_files(config: SampleWorldConfig) -> dict[str, bytes]:
     rng.shuffle(chunks)
     for n, (eid, facts) in enumerate(chunks[:config.web_docs]):
         lang = "zh" if n % 5 < 3 else "en"
+        w.log = []
         text = w.web_line(kg.entities[eid], lang, facts)
-        files["web_mixed.txt"].append(_Line(text.encode(), text, None, lang))
+        files["web_mixed.txt"].append(_Line(text.encode(), text, None, lang, w.log, eid))
+    w.log = None
     _drop_similar(files, config.max_clean_jaccard)
     _plant(files, w, rng, _lists(tdir / "noise.yaml"))
 
@@ -500,6 +600,7 @@ def build_files(config: SampleWorldConfig) -> dict[str, bytes]:
                 manifest.append(row)
         data = b"".join(ln.raw + b"\n" for ln in files[fname])
         out[f"corpus/{fname}"] = gzip.compress(data, mtime=0) if fname.endswith(".gz") else data
+    out["corpus/gold_facts.jsonl.gz"] = _gold_file(files)
     out["corpus/noise_manifest.jsonl"] = "".join(json.dumps(m, ensure_ascii=False) + "\n" for m in manifest).encode()
     instr = read_jsonl(root / "handwritten" / "instructions_seed.jsonl")
     instr += kg_instructions(kg, yaml.safe_load((tdir / "instructions.yaml").read_text("utf-8")))

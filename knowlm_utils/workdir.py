@@ -60,6 +60,11 @@ ARTIFACTS: dict[str, Artifact] = {
         "the course's pretraining run: final/ (HF model + tokenizer), checkpoint-N/, metrics.json, "
         "log_history.json, deepspeed_config.json, launch.log",
     ),
+    "ie_instructions": Artifact(
+        "ie", "06_kg2instruction", "knowlm ie build configs/ie/sample.yaml --out WORKDIR/ie",
+        "IE instruction data: {train,valid,test}.jsonl, annotations.jsonl, candidates.csv (for review), "
+        "hf_dataset/, report.json (per-stage precision/recall, linking accuracy, split sizes)",
+    ),
 }
 
 

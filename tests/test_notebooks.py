@@ -33,3 +33,7 @@ def test_all_notebooks_smoke(tmp_path):
     assert m5["steps"] == m5["max_steps"] > 0 and m5["deepspeed_stage"] == 2
     assert m5["final_eval_loss"] < m5["unigram_loss"]  # learned more than token frequencies
     assert m5["tokens_per_s"] > 0 and m5["parameters"] > 0
+    m6 = summary["notebooks"]["06_kg2instruction"]["metrics"]
+    assert m6["final_precision"] > m6["ds_precision"] and m6["final_recall"] > 0.8
+    assert m6["linking_accuracy"] > 0.95 and m6["shared_subjects"] == 0
+    assert all(m6["records"][s] > 0 for s in ("train", "valid", "test"))
