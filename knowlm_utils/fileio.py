@@ -301,6 +301,19 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.load(fh)
 
 
+def read_yaml_file(path: str | os.PathLike) -> Any:
+    """A YAML data file (``yaml.safe_load``: no tags, nothing executed); an unreadable or invalid
+    file raises a one-line ``ValueError`` naming it."""
+    import yaml
+
+    try:
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: invalid YAML ({' '.join(str(exc).split())[:200]})") from None
+
+
 def read_jsonl(path: str | os.PathLike) -> list[Any]:
     """Every non-blank line of a JSON Lines file this project wrote, parsed."""
     with open(path, encoding="utf-8") as fh:

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from conftest import ROOT, build_sample_corpus
 from knowlm_utils.corpus import iter_cleaned_documents
-from knowlm_utils.ie.linking import (AhoCorasick, CombinedDetector, EntityLinker, Gazetteer, GazetteerDetector,
+from knowlm_utils.ie.linking import (AhoCorasick, CombinedDetector, EnglishNameRuleDetector, EntityLinker,
+                                     Gazetteer, GazetteerDetector,
                                      HFTokenClassificationDetector, JiebaDetector, Mention, MentionDetector,
                                      document_subject, leftmost_longest, linking_accuracy)
 from knowlm_utils.kg import load_kg
@@ -115,6 +116,23 @@ def test_detectors_follow_the_protocol_and_jieba_finds_unlinkable_names(kg, link
     assert jd.detect("Cambridge is a city.", "en") == []
 
 
+def test_english_rule_detector_finds_capitalised_names_the_kg_lacks(linker):
+    g = linker.gazetteer
+    ed = EnglishNameRuleDetector(g)
+    assert isinstance(ed, MentionDetector)
+    text = "Moreover, Zorblax Corp and the University of Cambridge opened an office in Beijing."
+    found = {m.surface: m for m in ed.detect(text, "en")}
+    assert set(found) == {"Zorblax Corp", "University of Cambridge", "Beijing"}  # not "Moreover"
+    assert found["Zorblax Corp"].candidates == () and found["Beijing"].candidates == ("city/beijing",)
+    assert all(text[m.start:m.end] == m.surface for m in found.values())
+    mentions = CombinedDetector(GazetteerDetector(g), ed).detect(text, "en")
+    assert {m.surface: m.detector for m in mentions}["Zorblax Corp"] == "en_rule"
+    assert {m.surface: m.detector for m in mentions}["Beijing"] == "gazetteer"
+    res = linker.link(text, "en", mentions)
+    assert res.stats.no_candidate == 1
+    assert ed.detect("北京是中国的首都。", "zh") == []
+
+
 def test_hugging_face_adapter_takes_any_callable(linker):
     text = "Tim Cook visited Cambridge."
 
@@ -172,6 +190,16 @@ def test_cambridge_three_ways(linker):
     assert [ln.entity_id for ln in uk] == ["city/cambridge_uk"]
     zh, _ = _links(linker, "剑桥大学坐落在剑桥。", "zh", "剑桥")
     assert [ln.entity_id for ln in zh] == ["city/cambridge_uk"]
+
+
+def test_canonical_bonus_lets_the_own_name_outweigh_a_larger_neighbourhood(kg):
+    plain, bonus = EntityLinker(kg), EntityLinker(kg, canonical_bonus=3)
+    city, prov = "city/chongqing", "province/chongqing"
+    only_prov = sorted(plain.neighbours[prov] - plain.neighbours[city] - {city})[:2]  # e.g. 四川, 贵州
+    text = "重庆是一座城市。"  # 重庆 is the city's own name and an alias of the province
+    assert plain.link(text, "zh", context_entities=only_prov).links[0].entity_id == prov  # 2 neighbours to 0
+    assert bonus.link(text, "zh", context_entities=only_prov).links[0].entity_id == city  # 3 to 2
+    assert bonus.score(city, "重庆", "zh", set(only_prov)) == 3 and bonus.score(prov, "重庆", "zh", set(only_prov)) == 2
 
 
 def test_unbreakable_tie_is_unlinked_and_counted(linker):

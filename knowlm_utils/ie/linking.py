@@ -9,7 +9,8 @@ and only then looks for triples. Here:
   is not found inside "Nanjingese"). Linear in the text length.
 * Mention detectors share one protocol, :class:`MentionDetector` (``detect(text, lang)``):
   :class:`GazetteerDetector` (the default), :class:`JiebaDetector` (jieba POS ``nr/ns/nt`` words
-  outside the gazetteer — names the KG lacks, so they are counted as unlinkable) and
+  outside the gazetteer — names the KG lacks, so they are counted as unlinkable),
+  :class:`EnglishNameRuleDetector` (the same for English: runs of capitalised words) and
   :class:`HFTokenClassificationDetector`, an adapter around any Hugging Face
   ``pipeline("token-classification", aggregation_strategy="simple")``-like callable (nothing is
   loaded or downloaded here). :class:`CombinedDetector` merges several, earlier ones winning
@@ -33,6 +34,7 @@ and only then looks for triples. Here:
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Protocol, runtime_checkable
@@ -252,6 +254,35 @@ class JiebaDetector:
         return out
 
 
+_EN_NAME = re.compile(r"\b(?:[A-Z][\w'’.-]*[\w]|[A-Z])(?:\s+(?:(?:of|the|de|von|and)\s+)?(?:[A-Z][\w'’.-]*[\w]|[A-Z]))*")
+
+
+class EnglishNameRuleDetector:
+    """English name candidates by rule: runs of capitalised words, joined by ``of``/``the``/
+    ``de``/``von``/``and`` (``University of Cambridge``, ``Bank of China``), not at a sentence
+    start unless the run has two or more words. Candidates come from the gazetteer by exact
+    surface; a name the KG does not know gets none (counted as unlinkable). Chinese text yields
+    nothing."""
+
+    def __init__(self, gazetteer: Gazetteer | None = None, stopwords: Iterable[str] = ("I", "A", "An", "The")):
+        self.gazetteer, self.stopwords = gazetteer, set(stopwords)
+
+    def detect(self, text: str, lang: str) -> list[Mention]:
+        if lang != "en":
+            return []
+        out = []
+        for m in _EN_NAME.finditer(text):
+            s, e = m.start(), m.end()
+            surface = text[s:e]
+            before = text[:s].rstrip()
+            sentence_start = not before or before[-1] in ".!?:;\n\"“"
+            if surface in self.stopwords or (sentence_start and " " not in surface):
+                continue
+            cands = self.gazetteer.lookup(surface, "en") if self.gazetteer else ()
+            out.append(Mention(s, e, surface, cands, "en_rule"))
+        return out
+
+
 class HFTokenClassificationDetector:
     """Adapter for a Hugging Face token-classification model (the hook for a trained NER).
 
@@ -338,6 +369,13 @@ class LinkResult:
 class EntityLinker:
     """Links mentions to KG entities (see the module docstring for the evidence order).
 
+    ``canonical_bonus`` adds to a candidate's neighbour score when the surface is its own name
+    rather than an alias (0 by default: KG2Instruction's plain count). Measured over the 91,235
+    gold mentions of the sample corpus (3,079 with several candidates): bonus 0 → 99.27 % /
+    81.9 % on the ambiguous ones, 1 → 99.49 % / 88.4 %, 2 → 99.58 % / 91.0 %, 4 → 99.71 % /
+    94.9 %. The sample's generator always writes canonical names, so large bonuses flatter it;
+    real text uses aliases freely.
+
     Confidence: 1.0 for a single candidate; after neighbour overlap with margin ``m`` (best
     minus second-best count) ``1 - 0.5 / (1 + m)``; after the prior, the winner's share of the
     candidates' priors; 0.0 when unlinked.
@@ -345,12 +383,12 @@ class EntityLinker:
 
     def __init__(self, kg: KnowledgeGraph, gazetteer: Gazetteer | None = None,
                  detector: MentionDetector | None = None, type_priors: dict[str, float] | None = None,
-                 rounds: int = 2, degree_power: float = 0.0):
+                 rounds: int = 2, degree_power: float = 0.0, canonical_bonus: float = 0.0):
         self.kg = kg
         self.gazetteer = gazetteer or Gazetteer(kg)
         self.detector = detector or GazetteerDetector(self.gazetteer)
         self.type_priors = {**kg.schema.get("type_priors", {}), **(type_priors or {})}
-        self.rounds, self.degree_power = rounds, degree_power
+        self.rounds, self.degree_power, self.canonical_bonus = rounds, degree_power, canonical_bonus
         nb: dict[str, set[str]] = defaultdict(set)
         for tr in kg.triples:
             nb[tr["head"]].add(tr["tail"])
@@ -366,6 +404,14 @@ class EntityLinker:
         nb = self.neighbours.get(entity_id, set())
         hits = len(nb & evidence)
         return hits / (len(nb) ** self.degree_power) if hits else 0.0
+
+    def score(self, entity_id: str, surface: str, lang: str, evidence: set[str]) -> float:
+        """Neighbour overlap, plus ``canonical_bonus`` when ``surface`` is the candidate's own
+        name in ``lang`` (not one of its aliases)."""
+        s = self.overlap(entity_id, evidence)
+        if self.canonical_bonus and self.gazetteer.is_canonical(surface, entity_id, lang):
+            s += self.canonical_bonus
+        return s
 
     def prior(self, entity_id: str, surface: str, lang: str) -> float:
         canon = 1.0 if self.gazetteer.is_canonical(surface, entity_id, lang) else 0.0
@@ -398,7 +444,7 @@ class EntityLinker:
                     # evidence must come from another place in the text naming something else
                     if eid and mentions[j].surface != m.surface and eid not in cands:
                         evidence.add(eid)
-                scores = sorted(((self.overlap(c, evidence), c) for c in cands), reverse=True)
+                scores = sorted(((self.score(c, m.surface, lang, evidence), c) for c in cands), reverse=True)
                 best, second = scores[0][0], scores[1][0]
                 if best > second:
                     resolved_now[i] = (scores[0][1], 1 - 0.5 / (1 + best - second), "neighbours")
@@ -529,5 +575,5 @@ def linking_accuracy(kg: KnowledgeGraph, documents: Iterable[dict[str, Any]],
 
 
 __all__ = ["AMBIGUOUS_ALIASES", "AhoCorasick", "leftmost_longest", "Mention", "Gazetteer", "MentionDetector",
-           "GazetteerDetector", "JiebaDetector", "HFTokenClassificationDetector", "CombinedDetector", "LinkStats",
+           "GazetteerDetector", "JiebaDetector", "EnglishNameRuleDetector", "HFTokenClassificationDetector", "CombinedDetector", "LinkStats",
            "Link", "LinkResult", "EntityLinker", "document_subject", "LinkingReport", "linking_accuracy"]

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
+from ..fileio import read_yaml_file
 from ..ie.annotation import LANGS, Annotation, Argument, Event
 from ..kg import KnowledgeGraph
 
@@ -143,13 +143,7 @@ def load_event_templates(path: str | Path | None = None) -> EventTemplates:
     """Load and validate ``event_templates.yaml`` (default: the packaged one). A bad file raises a
     one-line ``ValueError`` naming the file and the key."""
     path = Path(path) if path is not None else EVENT_TEMPLATES_FILE
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: invalid YAML ({' '.join(str(exc).split())[:200]})") from None
-    data = _mapping(data, path, "(top level)")
+    data = _mapping(read_yaml_file(path), path, "(top level)")
     unknown = [k for k in data if k not in ("events", "combined", "time_format", "joiners")]
     if unknown:
         raise _err(path, str(unknown[0]), "unknown key (allowed: events, combined, time_format, joiners)")

@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 
+from ..fileio import read_yaml_file
 from ..config import Section, field
 from ..ie.annotation import LANGS, TASKS, Annotation, Argument, Entity, Event, Relation
 from ..ie.formats import TEXT_FORMATS, format_output, iepile_instruction, split_schema
@@ -115,15 +115,6 @@ class Templates:
                 for key, ts in self.instructions.items()}
 
 
-def _read_yaml(path: Path) -> Any:
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: invalid YAML ({' '.join(str(exc).split())[:200]})") from None
-
-
 def _task_lang_map(data: Any, path: Path) -> None:
     if not isinstance(data, dict):
         raise ValueError(f"{path}: top level must be a mapping of tasks {list(TASKS)}")
@@ -139,7 +130,7 @@ def _task_lang_map(data: Any, path: Path) -> None:
 
 
 def _load_instruction_file(path: Path) -> dict[tuple[str, str], tuple[Template, ...]]:
-    data = _read_yaml(path)
+    data = read_yaml_file(path)
     _task_lang_map(data, path)
     out = {}
     for task in TASKS:
@@ -171,7 +162,7 @@ def _load_instruction_file(path: Path) -> dict[tuple[str, str], tuple[Template, 
 
 
 def _load_format_file(path: Path) -> dict[tuple[str, str], dict[str, str]]:
-    data = _read_yaml(path)
+    data = read_yaml_file(path)
     _task_lang_map(data, path)
     out = {}
     for task in TASKS:

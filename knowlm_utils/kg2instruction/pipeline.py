@@ -42,7 +42,8 @@ from ..fileio import (check_output_dir, remove_stale_temp, replace_dir, restore_
                       temp_dir_beside, write_json_atomic)
 from ..ie.annotation import Annotation
 from ..ie.converters import ConversionStats, read_annotations
-from ..ie.linking import CombinedDetector, EntityLinker, Gazetteer, GazetteerDetector, JiebaDetector
+from ..ie.linking import (CombinedDetector, EnglishNameRuleDetector, EntityLinker, Gazetteer, GazetteerDetector,
+                          JiebaDetector)
 from ..kg import load_kg
 from . import correction, evaluation, events, export, instructions, supervision
 from .documents import DocumentPreparer
@@ -75,7 +76,11 @@ class KG2InstructionConfig(StageConfig):
     sources: list[str] = field(default_factory=list, help="corpus sources to read (empty: all; code sources are "
                                                           "skipped and counted)")
     max_docs_per_source: int | None = field(None, ge=0, help="read at most this many documents per source")
-    jieba: bool = field(False, help="add jieba POS candidates (nr/ns/nt) to the gazetteer's zh mentions")
+    open_mentions: bool = field(False, help="also detect names the KG may lack — jieba POS nr/ns/nt words (zh), "
+                                            "runs of capitalised words (en) — and count them as unlinkable")
+    canonical_bonus: float = field(0.0, ge=0, help="linking: a candidate whose own name (not an alias) is the "
+                                   "surface scores this many neighbours more (0: KG2Instruction's plain neighbour "
+                                   "count; on the sample 1 lifts ambiguous mentions from 81.9 % to 88.4 %)")
     scope: str = field("sentence", choices=("sentence", "document"),
                        help="distant supervision over each sentence (KG2Instruction) or whole documents")
     filters: supervision.FilterOptions = field(default_factory=supervision.FilterOptions,
@@ -118,10 +123,14 @@ def split_of(key: str | None, config: KG2InstructionConfig) -> str:
     return "train"
 
 
-def _linker(kg, config: KG2InstructionConfig) -> EntityLinker:
+def make_linker(kg, config: KG2InstructionConfig) -> EntityLinker:
+    """The entity linker the config asks for (gazetteer, optional open-mention detectors,
+    ``canonical_bonus``)."""
     gaz = Gazetteer(kg)
-    detector = CombinedDetector(GazetteerDetector(gaz), JiebaDetector(gaz)) if config.jieba else None
-    return EntityLinker(kg, gaz, detector)
+    detector = None
+    if config.open_mentions:  # the gazetteer first: its matches win overlaps
+        detector = CombinedDetector(GazetteerDetector(gaz), JiebaDetector(gaz), EnglishNameRuleDetector(gaz))
+    return EntityLinker(kg, gaz, detector, canonical_bonus=config.canonical_bonus)
 
 
 class _SplitWriter:
@@ -168,6 +177,22 @@ def _extra_tasks(fmt: str, ann: Annotation) -> tuple[str, ...]:
     if fmt in FORMAT_TASKS:
         return FORMAT_TASKS[fmt]
     return tuple(t for t, items in (("NER", ann.entities), ("RE", ann.relations), ("EE", ann.events)) if items)
+
+
+def _extra_annotations(config: KG2InstructionConfig, kg,
+                       conversions: dict[str, Any]) -> Iterator[tuple[Annotation, tuple[str, ...], str | None]]:
+    """``(annotation, tasks, subject)`` of the KG event sentences and the standard corpora, one at a
+    time (a real DuIE or CoNLL file is streamed, never listed); each corpus's conversion counts
+    (converted, skipped by reason with file:line examples) go into ``conversions``."""
+    if "EE" in config.tasks and config.kg_events:
+        for a in events.event_annotations(kg):
+            yield a, ("EE",), event_subject(a.id)
+    for ds in config.extra_datasets:
+        st = ConversionStats()
+        for a in read_annotations(config.path(ds.path), ds.format, errors="skip", stats=st,
+                                  **({"lang": ds.lang} if ds.format == "iepile" else {})):
+            yield a, tuple(t for t in _extra_tasks(ds.format, a) if t in config.tasks), None
+        conversions[ds.path] = st.to_dict()
 
 
 def _filter_document(rules: list, candidates: list, doc, kg, ie_schema) -> supervision.FilterReport:
@@ -245,7 +270,7 @@ def build(config: KG2InstructionConfig, nli: Any = None) -> dict[str, Any]:
     if "EE" in config.tasks and config.kg_events:
         ie_schema["events"] = {**events.event_schema(), **ie_schema.get("events", {})}
     gold = load_gold(config.path(config.gold)) if config.gold else None
-    preparer = DocumentPreparer(kg, _linker(kg, config), gold)
+    preparer = DocumentPreparer(kg, make_linker(kg, config), gold)
     rules = supervision.build_rules(config.filters, ie_schema, nli)
     review = correction.load_corrections(config.path(config.corrections), ie_schema) if config.corrections else None
     review_stats = correction.CorrectionStats()
@@ -285,16 +310,7 @@ def build(config: KG2InstructionConfig, nli: Any = None) -> dict[str, Any]:
                     for task in ("NER", "RE"):
                         if task in config.tasks:
                             writer.write(split, synth.records(ann, task), subject)
-            extra: list[tuple[Annotation, tuple[str, ...], str | None]] = []
-            if "EE" in config.tasks and config.kg_events:
-                extra += [(a, ("EE",), event_subject(a.id)) for a in events.event_annotations(kg)]
-            for ds in config.extra_datasets:
-                st = ConversionStats()
-                for a in read_annotations(config.path(ds.path), ds.format, errors="skip", stats=st,
-                                          **({"lang": ds.lang} if ds.format == "iepile" else {})):
-                    extra.append((a, tuple(t for t in _extra_tasks(ds.format, a) if t in config.tasks), None))
-                conversions[ds.path] = st.to_dict()
-            for ann, tasks, subject in extra:
+            for ann, tasks, subject in _extra_annotations(config, kg, conversions):
                 split = split_of(subject or ann.id, config)
                 ann_fh.write(json.dumps({**ann.to_dict(), "split": split}, ensure_ascii=False) + "\n")
                 for task in tasks:

@@ -40,8 +40,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-import yaml
 
+from ..fileio import read_yaml_file
 from ..config import Section, field
 from ..kg import KnowledgeGraph
 from .documents import Document, Sentence
@@ -72,19 +72,14 @@ def load_ie_schema(path: str | Path = DEFAULT_IE_SCHEMA, kg_schema: Mapping[str,
     per language. A problem raises ``ValueError("<path>: <key>: <what>")``.
     """
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text("utf-8"))
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read the IE schema ({exc.strerror or exc})") from None
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: invalid YAML ({' '.join(str(exc).split())[:200]})") from None
+    data = read_yaml_file(path)
     if isinstance(kg_schema, KnowledgeGraph):
         kg_schema = kg_schema.schema
     if kg_schema is None:
         kg_path = path.parent / "schema.yaml"
         if not kg_path.is_file():
             raise ValueError(f"{path}: no KG schema given and no schema.yaml beside it")
-        kg_schema = yaml.safe_load(kg_path.read_text("utf-8"))
+        kg_schema = read_yaml_file(kg_path)
     return validate_ie_schema(data, kg_schema, str(path))
 
 
@@ -534,12 +529,7 @@ def load_relation_cues(path: str | Path | None = None) -> dict[str, dict[str, An
     ``relation_cues.yaml`` (default: the packaged one). A malformed entry raises a one-line
     ``ValueError`` naming the file and key."""
     path = Path(path) if path is not None else cues_file()
-    try:
-        data = yaml.safe_load(path.read_text("utf-8"))
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: invalid YAML ({' '.join(str(exc).split())[:200]})") from None
+    data = read_yaml_file(path)
     rels = data.get("relations") if isinstance(data, dict) else None
     if not isinstance(rels, dict):
         raise ValueError(f"{path}: relations: must be a mapping of KG relation → cues/hypothesis")
