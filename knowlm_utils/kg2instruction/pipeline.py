@@ -276,7 +276,7 @@ def build(config: KG2InstructionConfig, nli: Any = None) -> dict[str, Any]:
     review_stats = correction.CorrectionStats()
     synth = instructions.InstructionSynthesizer.from_schema(ie_schema, config.instructions)
     ds_stats = supervision.DSStats()
-    funnels: list[list[dict[str, Any]]] = []
+    funnels: list[list[dict[str, Any]]] = []      # [running total] (added one document at a time)
     doc_funnels: list[list[dict[str, Any]]] = []
     linking = evaluation.LinkingScores()
     conversions: dict[str, dict[str, Any]] = {}
@@ -298,9 +298,10 @@ def build(config: KG2InstructionConfig, nli: Any = None) -> dict[str, Any]:
                 human = None
                 if review is not None:
                     human, _ = review.apply(report.kept, {doc.id: doc.lang}, {doc.id: doc}, kg, review_stats)
-                if gold is not None:
-                    funnels.append(evaluation.funnel(report, [doc], human))
-                    doc_funnels.append(evaluation.funnel(report, [doc], human, level="document"))
+                if gold is not None:  # running totals: memory does not grow with the corpus
+                    funnels[:] = [evaluation.sum_funnels(funnels + [evaluation.funnel(report, [doc], human)])]
+                    doc_funnels[:] = [evaluation.sum_funnels(
+                        doc_funnels + [evaluation.funnel(report, [doc], human, level="document")])]
                     linking.add(evaluation.linking_scores([doc]))
                 final = human if human is not None else report.kept
                 csv_out.writerows(_review_rows(report.kept, doc, ie_schema, review))
