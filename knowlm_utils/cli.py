@@ -9,6 +9,8 @@ stage module's ``main(config, overrides=None)`` / functions (the same code the n
     knowlm launch …                  stage 05  knowlm_utils.launch (DeepSpeed configs, hostfiles, Slurm)
     knowlm pretrain                  stage 05  knowlm_utils.pretrain
     knowlm ie build                  stage 06  knowlm_utils.kg2instruction.pipeline
+    knowlm sft                       stage 07  knowlm_utils.sft.train (LoRA instruction tuning)
+    knowlm eval ie                   stage 08  knowlm_utils.ie.eval_cli (P/R/F1 of generated answers)
     knowlm course run                          knowlm_utils.course (papermill)
 
 Config-driven commands take ``CONFIG.yaml``, ``-o key=value`` and ``--print-config``, and
@@ -26,13 +28,14 @@ from .config import ConfigError
 # command -> module that registers it through ``add_cli(subparsers)``, in pipeline order
 COMMANDS: dict[str, str] = {
     "corpus": "corpus", "tokenizer": "tokenizer", "chunk": "chunk_report", "preprocess": "preprocess",
-    "index": "index", "launch": "launch", "pretrain": "pretrain", "ie": "kg2instruction.pipeline", "course": "course",
+    "index": "index", "launch": "launch", "pretrain": "pretrain", "ie": "kg2instruction.pipeline", "sft": "sft.train", "eval": "ie.eval_cli",
+    "course": "course",
 }
 # configs/<folder>/*.yaml -> "module:ConfigClass" (a test loads every YAML with its class)
 CONFIG_CLASSES: dict[str, str] = {
     "corpus": "corpus:CorpusConfig", "tokenizer": "tokenizer:TokenizerConfig", "chunk": "chunk_report:ChunkConfig",
     "preprocess": "preprocess:PreprocessConfig", "pretrain": "pretrain:PretrainConfig", "ie": "kg2instruction.pipeline:KG2InstructionConfig",
-    "course": "course:CourseConfig",
+    "sft": "sft.train:SFTConfig", "course": "course:CourseConfig",
 }
 
 

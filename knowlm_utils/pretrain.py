@@ -52,16 +52,16 @@ import numpy as np
 
 from .config import Overrides, StageConfig, field, parse_overrides, stage_command
 from .fileio import write_json_atomic
-from .train.checkpoints import checkpoint_step, latest_checkpoint, resolve_resume, save_final
+from .train.checkpoints import latest_checkpoint, resolve_resume, save_final
 from .train.collate import CausalLMCollator, pad_token
 from .train.config import LoraSection, ModelSection, TrainingArgs
-from .train.deepspeed import prepare_environment, resolve_deepspeed, zero_stage
+from .train.deepspeed import Runtime, resolve_runtime, zero_stage
 from .train.evaluation import TypedEvaluator, eval_indices, unigram_counts, unigram_cross_entropy
 from .train.lora import STAGES, apply_stage, trainable_parameter_count
 from .train.sampling import RankBatchSampler
 from .train.trainer import (LOG_HISTORY, METRICS, checkpoint_manifest_callback, is_main_process, last_eval,
-                            log_history_callback, make_trainer_class, resolve_device, resolve_precision, stop_callback,
-                            training_arguments)
+                            resume_sampler,
+                            log_history_callback, make_trainer_class, stop_callback, training_arguments)
 
 
 # ============================================================================ config ======
@@ -252,28 +252,6 @@ def _print(msg: str) -> None:
         print(f"[pretrain] {msg}", flush=True)
 
 
-@dataclass
-class _Runtime:
-    """Where and how the run computes: device, precision, the DeepSpeed config (None: off) and
-    the changes made to it for this device."""
-
-    device: str
-    precision: str
-    ds_config: dict | None
-    ds_changes: list[str]
-
-
-def _runtime(config: PretrainConfig) -> _Runtime:
-    """The run's device, precision and DeepSpeed config; prepares this process's environment
-    for DeepSpeed."""
-    device = resolve_device(config.device)
-    precision = resolve_precision(config.precision, device)
-    ds_config, ds_changes = resolve_deepspeed(config.deepspeed, device, config)
-    if ds_config is not None:
-        prepare_environment(device)
-    return _Runtime(device, precision, ds_config, ds_changes)
-
-
 def _unigram_baseline(config: PretrainConfig, data: _Data, vocab_size: int) -> tuple[dict[str, float], dict[str, Any]]:
     if not data.has_eval:
         return {}, {}
@@ -282,23 +260,7 @@ def _unigram_baseline(config: PretrainConfig, data: _Data, vocab_size: int) -> t
     return unigram_cross_entropy(counts, data.valid, data.eval_indices), info
 
 
-def _resume(trainer, config: PretrainConfig, output_dir: Path, end_micro: int, resume: Path | None) -> Path | None:
-    """Point the trainer's sampler at the (verified) checkpoint's step; the checkpoint (None:
-    from scratch)."""
-    if resume is not None:
-        step = checkpoint_step(resume)
-        trainer.start_micro_step = step * config.grad_accum
-        _print(f"resuming from {resume} at step {step} (data sampler restarts at micro batch "
-               f"{trainer.start_micro_step})")
-    elif config.resume_from == "latest":
-        _print(f"resume_from: latest, but {output_dir} has no checkpoint yet: starting from scratch")
-    if trainer.start_micro_step >= end_micro:
-        raise ValueError(f"checkpoint {resume} is at step {trainer.start_micro_step // config.grad_accum}, already "
-                         f"max_steps={config.max_steps}: raise max_steps to train further")
-    return resume
-
-
-def _report_setup(config: PretrainConfig, rt: _Runtime, world: int, m: _Model, counts_per_batch: dict, pad: str,
+def _report_setup(config: PretrainConfig, rt: Runtime, world: int, m: _Model, counts_per_batch: dict, pad: str,
                   unigram: dict[str, float]) -> None:
     _print(f"device {rt.device} ({rt.precision}), {world} process(es), DeepSpeed "
            f"{'ZeRO-' + str(zero_stage(rt.ds_config)) if rt.ds_config else 'off'}")
@@ -320,7 +282,7 @@ def main(config: PretrainConfig | str | os.PathLike, overrides: Overrides = None
     output_dir = config.path(config.output_dir)
     # first of all: a checkpoint to resume from is verified before anything could load it
     resume = resolve_resume(config, output_dir)
-    rt = _runtime(config)
+    rt = resolve_runtime(config)
     from .train.dataset import TokenIndexDataset
     from .train.sampling import ProportionalBatchSampler
 
@@ -351,7 +313,7 @@ def main(config: PretrainConfig | str | os.PathLike, overrides: Overrides = None
                                    eval_dataset=evaluator.dataset if data.has_eval else None, data_collator=collator,
                                    callbacks=callbacks, batch_sampler_factory=batch_sampler_factory,
                                    evaluator=evaluator)
-    resume = _resume(trainer, config, output_dir, end_micro, resume)
+    resume = resume_sampler(trainer, config, output_dir, end_micro, resume, log=_print)
 
     world = args.world_size
     _report_setup(config, rt, world, m, sampler.counts_per_batch, f"{pad_id} ({pad_source})", unigram)

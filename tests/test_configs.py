@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 YAMLS = sorted((ROOT / "configs").rglob("*.yaml"))
 # config-driven commands and the argv that reaches their config's --help
 COMMAND_HELP = {"corpus": ["corpus", "build"], "tokenizer": ["tokenizer", "train"], "chunk": ["chunk"],
-                "preprocess": ["preprocess"], "pretrain": ["pretrain"], "ie": ["ie", "build"]}
+                "preprocess": ["preprocess"], "pretrain": ["pretrain"], "ie": ["ie", "build"], "sft": ["sft"]}
 
 
 def test_configs_are_grouped_by_stage():

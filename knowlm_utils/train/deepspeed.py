@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -92,4 +93,30 @@ def prepare_environment(device: str) -> None:
         os.environ.update(in_process_env())  # a notebook kernel: a one-process "distributed" job
 
 
-__all__ = ["SHORT_SPEC_KEYS", "check_spec", "resolve_deepspeed", "zero_stage", "prepare_environment"]
+@dataclass
+class Runtime:
+    """Where and how a training run computes: device, precision, the DeepSpeed config (None:
+    off) and the changes made to it for this device."""
+
+    device: str
+    precision: str
+    ds_config: dict | None
+    ds_changes: list[str]
+
+
+def resolve_runtime(config) -> Runtime:
+    """The run's device, precision and DeepSpeed config for a
+    :class:`~knowlm_utils.train.config.TrainingArgs` config; prepares this process's environment
+    for DeepSpeed (pretraining and SFT alike)."""
+    from .trainer import resolve_device, resolve_precision
+
+    device = resolve_device(config.device)
+    precision = resolve_precision(config.precision, device)
+    ds_config, ds_changes = resolve_deepspeed(config.deepspeed, device, config)
+    if ds_config is not None:
+        prepare_environment(device)
+    return Runtime(device, precision, ds_config, ds_changes)
+
+
+__all__ = ["SHORT_SPEC_KEYS", "check_spec", "resolve_deepspeed", "zero_stage", "prepare_environment", "Runtime",
+           "resolve_runtime"]

@@ -128,6 +128,24 @@ def make_trainer_class():
     return KnowLMTrainer
 
 
+def resume_sampler(trainer, config, output_dir: Path, end_micro: int, resume: Path | None, log=print) -> Path | None:
+    """Point the trainer's sampler at the (verified) checkpoint's step; returns the checkpoint
+    (None: from scratch). Raises ``ValueError`` when the checkpoint already reached max_steps."""
+    from .checkpoints import checkpoint_step
+
+    if resume is not None:
+        step = checkpoint_step(resume)
+        trainer.start_micro_step = step * config.grad_accum
+        log(f"resuming from {resume} at step {step} (data sampler restarts at micro batch "
+            f"{trainer.start_micro_step})")
+    elif config.resume_from == "latest":
+        log(f"resume_from: latest, but {output_dir} has no checkpoint yet: starting from scratch")
+    if trainer.start_micro_step >= end_micro:
+        raise ValueError(f"checkpoint {resume} is at step {trainer.start_micro_step // config.grad_accum}, already "
+                         f"max_steps={config.max_steps}: raise max_steps to train further")
+    return resume
+
+
 def last_eval(trainer) -> dict[str, Any]:
     """The ``eval_*`` metrics logged at the trainer's current step ({} if it did not evaluate
     there): a run that just evaluated at its last step need not evaluate again."""
@@ -210,5 +228,6 @@ def read_history(output_dir: str | os.PathLike) -> dict[str, list[dict[str, Any]
 
 
 __all__ = ["LOG_HISTORY", "METRICS", "is_main_process", "resolve_device", "resolve_precision", "training_arguments",
-           "make_trainer_class", "last_eval", "stop_callback", "checkpoint_manifest_callback", "log_history_callback",
+           "make_trainer_class", "resume_sampler", "last_eval", "stop_callback", "checkpoint_manifest_callback",
+           "log_history_callback",
            "read_history"]

@@ -1,0 +1,210 @@
+"""``knowlm eval ie``: generate answers to stage-06 IE instruction records with a model and score
+them (stage 08).
+
+    knowlm eval ie --model RUN/final [--adapter RUN/final/adapter] --data IE/test.jsonl --out eval/report.json
+                   [--max-records N] [--decoding greedy|beam] [--batch-size 8] [--max-new-tokens 128]
+                   [--tasks NER,RE] [--match set|multiset] [--tokenizer DIR] [--dtype float32] [--device auto]
+
+Writes ``report.json`` (:meth:`~knowlm_utils.ie.evaluate.EvalReport.to_dict` plus a ``run``
+section) and ``predictions.jsonl`` beside it (per record: id, prompt, raw generation, the answer
+scored, parsed items, whether it was unparseable), both atomically. Prompts come from stage 07's
+``knowlm_utils.sft.prompter.PromptSet``. The model is loaded from local safetensors only
+(:func:`~knowlm_utils.generation.load_causal_lm`), an adapter with PEFT from a local folder holding
+``adapter_model.safetensors``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from ..fileio import write_json_atomic, write_jsonl_atomic
+from .annotation import TASKS
+from .predict import DECODING, PromptBuilder, predict_records
+
+_KEYS = ("id", "task", "lang", "style", "format", "output")
+
+
+def load_prompter() -> PromptBuilder:
+    """Stage 07's prompt builder (``knowlm_utils.sft.prompter.PromptSet()``)."""
+    try:
+        from ..sft.prompter import PromptSet
+    except ImportError as exc:
+        raise ValueError(f"knowlm_utils.sft.prompter.PromptSet (stage 07's prompts) is not available: {exc}") from None
+    return PromptSet()
+
+
+def read_records(path: str | Path, tasks: tuple[str, ...] = TASKS) -> list[dict[str, Any]]:
+    """Records of a stage-06 JSONL file whose task is in ``tasks``, plus every GENERAL record (kept so
+    the report counts them as skipped). Invalid lines raise a ValueError naming the line."""
+    out = []
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{n}: not JSON ({exc.msg})") from None
+            if not isinstance(rec, dict):
+                raise ValueError(f"{path}:{n}: not a JSON object")
+            if rec.get("task") == "GENERAL":
+                out.append(rec)
+                continue
+            missing = [k for k in _KEYS if k not in rec]
+            if missing:
+                raise ValueError(f"{path}:{n}: record lacks {', '.join(missing)}")
+            if rec["task"] in tasks:
+                out.append(rec)
+    return out
+
+
+def limit_records(records: list[dict[str, Any]], max_records: int | None) -> list[dict[str, Any]]:
+    """The first ``max_records`` IE records, never cutting an IEPile sentence's chunks apart (the
+    chunks of the last sentence taken come along), and the GENERAL records before the last one taken
+    (they do not count towards ``max_records``)."""
+    if max_records is None:
+        return records
+    from .evaluate import regroup
+
+    ie = [r for r in records if r.get("task") != "GENERAL"]
+    keep: set[str] = set()
+    for group in regroup(ie):
+        if len(keep) >= max_records:
+            break
+        keep.update(r["id"] for r in group.records)
+    last = max((n for n, r in enumerate(records) if r.get("task") != "GENERAL" and r["id"] in keep), default=-1)
+    return [r for n, r in enumerate(records) if (n < last if r.get("task") == "GENERAL" else r["id"] in keep)]
+
+
+def _tasks(text: str) -> tuple[str, ...]:
+    tasks = tuple(t.strip().upper() for t in text.split(",") if t.strip())
+    bad = [t for t in tasks if t not in TASKS]
+    if bad or not tasks:
+        raise ValueError(f"--tasks: unknown task(s) {', '.join(bad) or '(none given)'}; allowed: {', '.join(TASKS)}")
+    return tasks
+
+
+def load_tokenizer(path: str | Path) -> Any:
+    """A transformers tokenizer when the folder has its files, else the SentencePiece model."""
+    p = Path(path)
+    if p.is_dir() and ((p / "tokenizer.json").is_file() or (p / "tokenizer_config.json").is_file()):
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(str(p), local_files_only=True, trust_remote_code=False)
+    from ..spm import load_processor
+
+    return load_processor(p)
+
+
+def load_model(model_dir: str | Path, adapter: str | Path | None = None, dtype: str = "float32",
+               device: str = "auto") -> Any:
+    """The causal LM (local safetensors only), with a PEFT adapter on top when given."""
+    import torch
+
+    from ..generation import load_causal_lm
+
+    if not Path(model_dir).is_dir():
+        raise ValueError(f"--model {model_dir}: not a model folder")
+    if not isinstance(getattr(torch, dtype, None), torch.dtype):
+        raise ValueError(f"--dtype: unknown torch dtype {dtype!r}")
+    if adapter is not None:
+        a = Path(adapter)
+        if not (a / "adapter_config.json").is_file() or not (a / "adapter_model.safetensors").is_file():
+            raise ValueError(f"--adapter {a}: not a PEFT adapter folder with adapter_config.json and "
+                             "adapter_model.safetensors (pickled adapters are not loaded)")
+    model = load_causal_lm(model_dir, dtype=dtype)
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(a), local_files_only=True).eval()
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return model.to(device)
+
+
+def run(args) -> dict[str, Any]:
+    from .evaluate import evaluate_predictions, is_unparseable, items_to_json, parse_prediction
+
+    if args.max_records is not None and args.max_records < 1:
+        raise ValueError(f"--max-records must be >= 1, got {args.max_records}")
+    tasks = _tasks(args.tasks)
+    out = Path(args.out)
+    if out.is_dir():
+        raise ValueError(f"--out {out}: is a folder; give the report's file name (e.g. {out / 'report.json'})")
+    records = limit_records(read_records(args.data, tasks), args.max_records)
+    ie = [r for r in records if r.get("task") != "GENERAL"]
+    if not ie:
+        raise ValueError(f"--data {args.data}: no {'/'.join(tasks)} records to evaluate")
+    prompter = load_prompter()
+    t0 = time.perf_counter()
+    model = load_model(args.model, args.adapter, args.dtype, args.device)
+    tokenizer = load_tokenizer(args.tokenizer or args.model)
+    rows = predict_records(ie, model, tokenizer, prompter, max_new_tokens=args.max_new_tokens,
+                           batch_size=args.batch_size, decoding=args.decoding, progress=args.progress)
+    predictions = {row["id"]: row["answer"] for row in rows}
+    report = evaluate_predictions(records, predictions, match=args.match).to_dict()
+    by_id = {r["id"]: r for r in ie}
+    for row in rows:
+        res = parse_prediction(by_id[row["id"]], row["answer"])
+        row["items"] = items_to_json(res.items)
+        row["unparseable"] = is_unparseable(row["answer"], res)
+    report["run"] = {"model": str(args.model), "adapter": None if args.adapter is None else str(args.adapter),
+                     "data": str(args.data), "tasks": list(tasks), "max_records": args.max_records,
+                     "decoding": args.decoding, **DECODING[args.decoding], "batch_size": args.batch_size,
+                     "max_new_tokens": args.max_new_tokens, "wall_s": round(time.perf_counter() - t0, 2)}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_jsonl_atomic(out.parent / "predictions.jsonl", rows)
+    write_json_atomic(out, report)
+    return report
+
+
+def _cli_ie(args) -> int:
+    r = run(args)
+    m = r["micro"]
+    print(f"{r['records']} records ({r['groups']} scored units, {r['skipped_general']} GENERAL skipped): "
+          f"P {m['p']:.4f}  R {m['r']:.4f}  F1 {m['f1']:.4f}  unparseable {r['unparseable']} → {args.out}")
+    for task, c in r["by_task"].items():
+        print(f"  {task:12s} P {c['p']:.4f}  R {c['r']:.4f}  F1 {c['f1']:.4f}  (tp {c['tp']}, fp {c['fp']}, fn {c['fn']})")
+    return 0
+
+
+def _positive(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def add_cli(subparsers) -> None:
+    """``knowlm eval ie --model M --data TEST.jsonl --out report.json``."""
+    p = subparsers.add_parser("eval", help="stage 08: evaluate a model (information extraction P/R/F1)")
+    sub = p.add_subparsers(dest="eval_cmd", required=True)
+    e = sub.add_parser("ie", help="generate answers to IE instruction records and score them (P/R/F1)",
+                       description=__doc__.split("\n\n")[0])
+    e.add_argument("--model", required=True, help="model folder (safetensors; e.g. a run's final/)")
+    e.add_argument("--adapter", default=None, help="PEFT (LoRA) adapter folder to put on the model")
+    e.add_argument("--tokenizer", default=None, help="tokenizer folder or .model file (default: the model folder)")
+    e.add_argument("--data", required=True, help="stage-06 JSONL records (e.g. test.jsonl)")
+    e.add_argument("--out", required=True, help="report JSON file; predictions.jsonl is written beside it")
+    e.add_argument("--max-records", type=_positive, default=None,
+                   help="first N IE records (an IEPile sentence's chunks stay together)")
+    e.add_argument("--decoding", choices=sorted(DECODING), default="greedy", help="decoding preset (default greedy)")
+    e.add_argument("--batch-size", type=_positive, default=8)
+    e.add_argument("--max-new-tokens", type=_positive, default=128)
+    e.add_argument("--tasks", default=",".join(TASKS), help="comma-separated tasks to evaluate (default all)")
+    e.add_argument("--match", choices=("set", "multiset"), default="set", help="unit matching (default set)")
+    e.add_argument("--dtype", default="float32", help="torch dtype to load the model in (bfloat16 on GPUs)")
+    e.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1 …")
+    e.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    e.set_defaults(func=_cli_ie)
+
+
+__all__ = ["add_cli", "load_prompter", "load_model", "load_tokenizer", "read_records", "limit_records", "run"]

@@ -1,0 +1,11 @@
+"""Stage 07 — instruction tuning (SFT) of the tiny LLaMA on the stage-06 IE records plus general
+Alpaca instructions.
+
+* :mod:`.prompter` — prompt templates (``knowlm_utils/data/prompts/*.json``), which template a
+  record uses, response extraction from generated text.
+* :mod:`.data` — reading and mixing records, tokenisation with exact prompt/answer label masking
+  (the answer always ends with EOS; long prompts are cut in the middle, never the answer), the
+  padding collator.
+
+Nothing heavy is imported here (torch and transformers are imported where they are used).
+"""

@@ -1,0 +1,296 @@
+"""Stage 07 — LoRA instruction tuning (SFT) of the pretrained model on stage 06's records.
+
+One entry point, :func:`main` (``knowlm sft CONFIG.yaml``, ``scripts/sft.py``, the notebook),
+run as a plain process or under ``deepspeed``/``torchrun`` like pretraining (the same
+``launch_pretrain``-style helper, :func:`launch_sft`). It reuses the training package:
+
+* records (``<data_dir>/{train,valid}.jsonl``) → prompts (:mod:`.prompter`) → token ids with the
+  prompt masked and the answer always ending in EOS (:mod:`.data`);
+* every micro batch drawn from the record groups in fixed proportions — IE vs general by
+  ``general_ratio`` (KnowLM mixed IE, general, CoT and code instructions) — by the same exactly
+  resumable sampler as pretraining (:class:`~knowlm_utils.train.sampling.ProportionalBatchSampler`);
+* held-out loss on the answer tokens per task (:class:`~knowlm_utils.train.evaluation.TypedEvaluator`);
+* PEFT LoRA (KnowLM: r 16, α 32, dropout 0.05 on q/k/v/o/gate/up/down); when the tokenizer is
+  larger than the model's vocabulary (Chinese vocabulary extension), embeddings are resized and
+  ``embed_tokens``/``lm_head`` train in full (``modules_to_save``, Chinese-LLaMA-Alpaca's rule);
+* signed checkpoints, exact resume, and ``OUTPUT/final``: the merged model plus ``adapter/`` (a
+  standard PEFT ``adapter_model.safetensors``, checked non-empty).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import Overrides, StageConfig, field, stage_command
+from ..fileio import write_json_atomic
+from ..train.config import LoraSection, TrainingArgs
+from .data import SFTDataOptions
+
+GROUPS = ("IE", "GENERAL")
+
+
+@dataclass
+class SFTConfig(StageConfig, TrainingArgs):
+    """Stage 07: LoRA instruction tuning on stage 06's IE records mixed with general ones."""
+
+    base_model: str = field(help="the pretrained HF model folder (safetensors), e.g. WORKDIR/pretrain/cpu-tiny/final")
+    data_dir: str = field(help="stage 06 output: train.jsonl and valid.jsonl of instruction records")
+    output_dir: str = field(help="checkpoints, final/ (merged model + adapter/), metrics.json go here")
+    tokenizer: str | None = field(None, help="tokenizer folder (default: the base model's folder)")
+    workdir: str | None = field(None, help="base of the relative paths above (the course workdir)")
+    data: SFTDataOptions = field(default_factory=SFTDataOptions, help="prompting and tokenisation")
+    tasks: list[str] = field(default_factory=lambda: ["NER", "RE", "EE"], choices=("NER", "RE", "EE"),
+                             help="IE tasks to train on")
+    styles: list[str] = field(default_factory=lambda: ["text", "iepile"], choices=("text", "iepile"),
+                              help="instruction styles to train on")
+    langs: list[str] = field(default_factory=lambda: ["zh", "en"], choices=("zh", "en"), help="languages")
+    general_ratio: float = field(0.2, ge=0, lt=1, help="share of every micro batch taken from the general "
+                                 "(Alpaca) records; 0: IE only")
+    max_train_records: int | None = field(None, ge=1, help="read at most this many IE train records (evenly "
+                                          "spaced; course presets)")
+    max_eval_records: int | None = field(200, ge=1, help="held-out records per task for the eval loss")
+    lora: LoraSection = field(default_factory=lambda: LoraSection(r=16, alpha=32, dropout=0.05),
+                              help="LoRA settings (KnowLM: r 16, alpha 32, dropout 0.05, all projections)")
+    gradient_checkpointing: bool = field(False, help="recompute activations in the backward pass (13B: on)")
+    full_embeddings: str = field("auto", choices=("auto", "always", "never"),
+                                 help="train embed_tokens/lm_head in full: auto = when the tokenizer is larger "
+                                      "than the model's vocabulary (extended vocabulary)")
+
+
+def load_sft_config(path: str | os.PathLike, overrides: Overrides = None) -> SFTConfig:
+    """``SFTConfig.from_yaml``: relative paths in the file are taken from its folder."""
+    return SFTConfig.from_yaml(path, overrides)
+
+
+def _print(msg: str) -> None:
+    from ..train.trainer import is_main_process
+
+    if is_main_process():
+        print(f"[sft] {msg}", flush=True)
+
+
+def _resolve(config: SFTConfig, value: str) -> Path:
+    """A path of the config: from ``workdir`` when it is set and the path is relative."""
+    p = Path(value).expanduser()
+    if not p.is_absolute() and config.workdir:
+        return config.path(config.workdir) / p
+    return config.path(p)
+
+
+def select_records(records, config: SFTConfig) -> tuple[list[dict], list[dict]]:
+    """(IE records of the configured tasks/styles/langs, general records) of one split; the IE
+    ones thinned to ``max_train_records`` evenly spaced (every task keeps its share)."""
+    ie, general = [], []
+    for r in records:
+        if r["task"] == "GENERAL":
+            if r["lang"] in config.langs:
+                general.append(r)
+        elif r["task"] in config.tasks and r["style"] in config.styles and r["lang"] in config.langs:
+            ie.append(r)
+    if config.max_train_records is not None and len(ie) > config.max_train_records:
+        step = len(ie) / config.max_train_records
+        ie = [ie[int(i * step)] for i in range(config.max_train_records)]
+    return ie, general
+
+
+def _eval_records(records, config: SFTConfig) -> dict[str, list[dict]]:
+    """Held-out IE records per task, at most ``max_eval_records`` each (evenly spaced)."""
+    by_task: dict[str, list[dict]] = {}
+    for r in records:
+        if r["task"] in config.tasks and r["style"] in config.styles and r["lang"] in config.langs:
+            by_task.setdefault(r["task"], []).append(r)
+    cap = config.max_eval_records
+    for task, rows in by_task.items():
+        if cap is not None and len(rows) > cap:
+            step = len(rows) / cap
+            by_task[task] = [rows[int(i * step)] for i in range(cap)]
+    return by_task
+
+
+def adapter_tensor_count(adapter_dir: str | os.PathLike) -> tuple[int, int]:
+    """(tensors, of which LoRA B matrices with a non-zero entry) of ``adapter_model.safetensors``.
+    A trained adapter has both > 0; an empty or untrained one (B starts at zero) does not —
+    published adapters of 443 bytes held no tensors at all."""
+    from safetensors import safe_open
+
+    path = Path(adapter_dir) / "adapter_model.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"{adapter_dir}: no adapter_model.safetensors")
+    n = trained = 0
+    with safe_open(str(path), framework="pt") as fh:
+        for key in fh.keys():
+            n += 1
+            if "lora_B" in key and bool(fh.get_tensor(key).abs().sum() > 0):
+                trained += 1
+    return n, trained
+
+
+@dataclass
+class _Data:
+    train: list[dict]                      # tokenized: IE records first, then general ones
+    type_ranges: dict[str, tuple[int, int]]
+    proportions: dict[str, float]
+    eval: list[dict]
+    eval_ranges: dict[str, tuple[int, int]]
+    stats: dict[str, Any]
+
+
+def _tokenized(records: list[dict], tokenizer, options, stats) -> list[dict]:
+    from .data import build_sft_dataset
+
+    return list(build_sft_dataset(records, tokenizer, options, stats))
+
+
+def prepare_data(config: SFTConfig, tokenizer) -> _Data:
+    """Read, select, prompt and tokenize the train and valid records (see the module docstring)."""
+    from .data import TokenizeStats, read_records
+
+    data_dir = _resolve(config, config.data_dir)
+    ie, general = select_records(read_records(data_dir, "train"), config)
+    if not ie:
+        raise ValueError(f"{data_dir}/train.jsonl has no records of tasks {config.tasks}, styles {config.styles}, "
+                         f"languages {config.langs}")
+    st_ie, st_gen, st_eval = TokenizeStats(), TokenizeStats(), TokenizeStats()
+    train = _tokenized(ie, tokenizer, config.data, st_ie)
+    n_ie = len(train)
+    if config.general_ratio > 0 and general:
+        train += _tokenized(general, tokenizer, config.data, st_gen)
+    ranges = {"IE": (0, n_ie)}
+    proportions = {"IE": 1.0}
+    if len(train) > n_ie:
+        ranges["GENERAL"] = (n_ie, len(train))
+        proportions = {"IE": 1.0 - config.general_ratio, "GENERAL": config.general_ratio}
+    evals, eval_ranges = [], {}
+    valid = data_dir / "valid.jsonl"
+    if valid.is_file():
+        for task, rows in sorted(_eval_records(read_records(data_dir, "valid"), config).items()):
+            start = len(evals)
+            evals += _tokenized(rows, tokenizer, config.data, st_eval)
+            if len(evals) > start:
+                eval_ranges[task] = (start, len(evals))
+    stats = {"train_ie": st_ie.to_dict(), "train_general": st_gen.to_dict(), "eval": st_eval.to_dict(),
+             "records": {"ie": len(ie), "general": len(general)}}
+    return _Data(train, ranges, proportions, evals, eval_ranges, stats)
+
+
+def build_sft_model(config: SFTConfig, tokenizer_dir: Path, vocab_size: int):
+    """The base model (safetensors only), embeddings grown to the tokenizer's vocabulary when it
+    is larger, wrapped with LoRA; returns (model, what trains, full embeddings?)."""
+    from transformers import AutoModelForCausalLM
+
+    from ..pretrain import check_safetensors_model
+    from ..train.lora import EMBEDDING_MODULES, wrap_lora
+
+    src = _resolve(config, config.base_model)
+    check_safetensors_model(src, "base_model")
+    model = AutoModelForCausalLM.from_pretrained(str(src), dtype="float32", use_safetensors=True,
+                                                 trust_remote_code=False, local_files_only=True)
+    grown = vocab_size > int(model.config.vocab_size)
+    if grown:
+        _print(f"model: embeddings of {src} grown from {model.config.vocab_size} to the tokenizer's {vocab_size} rows")
+        model.resize_token_embeddings(vocab_size, mean_resizing=True)
+    full = config.full_embeddings == "always" or (config.full_embeddings == "auto" and grown)
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.config.use_cache = False
+    model = wrap_lora(model, config.lora, EMBEDDING_MODULES if full else ())
+    what = f"LoRA r={config.lora.r} alpha={config.lora.alpha} on {list(config.lora.targets)}" + \
+        (" + full embed_tokens/lm_head" if full else "")
+    return model, what, full
+
+
+def main(config: SFTConfig | str | os.PathLike, overrides: Overrides = None) -> dict[str, Any]:
+    """Run SFT; returns the metrics written to OUTPUT/metrics.json. ``config``: an
+    :class:`SFTConfig` or a YAML path; ``overrides`` apply to either (a copy)."""
+    from transformers import AutoTokenizer
+
+    from ..train.checkpoints import resolve_resume, save_final
+    from ..train.deepspeed import resolve_runtime, zero_stage
+    from ..train.evaluation import TypedEvaluator, eval_indices
+    from ..train.lora import trainable_parameter_count
+    from ..train.sampling import ProportionalBatchSampler, RankBatchSampler
+    from ..train.trainer import (LOG_HISTORY, METRICS, checkpoint_manifest_callback, last_eval, log_history_callback,
+                                 make_trainer_class, resume_sampler, stop_callback, training_arguments)
+    from .data import SFTCollator
+
+    config = SFTConfig.load(config, overrides)
+    t_start = time.time()
+    output_dir = _resolve(config, config.output_dir)
+    resume = resolve_resume(config, output_dir)  # verified before anything could load it
+    from ..pretrain import check_safetensors_model
+
+    check_safetensors_model(_resolve(config, config.base_model), "base_model")  # before any loading
+    rt = resolve_runtime(config)
+    tokenizer_dir = _resolve(config, config.tokenizer or config.base_model)
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True, trust_remote_code=False)
+    data = prepare_data(config, tokenizer)
+    args = training_arguments(config, output_dir, rt.device, rt.precision, rt.ds_config, bool(data.eval))
+    model, what, full = build_sft_model(config, tokenizer_dir, len(tokenizer))
+    trainable, total = trainable_parameter_count(model)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    collator = SFTCollator(pad_id)
+    sampler = ProportionalBatchSampler(data.type_ranges, data.proportions, config.micro_batch, seed=config.seed)
+    end_micro = config.max_steps * config.grad_accum
+
+    def batch_sampler_factory(rank: int, world: int, start: int) -> RankBatchSampler:
+        return RankBatchSampler(sampler, rank, world, start, end_micro)
+
+    evaluator = TypedEvaluator(data.eval, eval_indices(data.eval_ranges, None), collator, config.eval_batch_size, {})
+    callbacks = [log_history_callback(output_dir), checkpoint_manifest_callback()]
+    if config.stop_at_step is not None and config.stop_at_step < config.max_steps:
+        callbacks.append(stop_callback(config.stop_at_step))
+    trainer = make_trainer_class()(model=model, args=args, train_dataset=data.train,
+                                   eval_dataset=data.eval or None, data_collator=collator, callbacks=callbacks,
+                                   batch_sampler_factory=batch_sampler_factory, evaluator=evaluator)
+    resume = resume_sampler(trainer, config, output_dir, end_micro, resume, log=_print)
+    _print(f"device {rt.device} ({rt.precision}), DeepSpeed {'ZeRO-' + str(zero_stage(rt.ds_config)) if rt.ds_config else 'off'}")
+    _print(f"model: {total:,} parameters, {trainable:,} trainable ({what})")
+    _print(f"data: {len(data.train)} train samples {data.type_ranges}, proportions {sampler.counts_per_batch} per "
+           f"micro batch; {len(data.eval)} eval samples {sorted(data.eval_ranges)}")
+    train_out = trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
+    final_eval, final = {}, None
+    if trainer.state.global_step >= config.max_steps:
+        if data.eval:
+            final_eval = last_eval(trainer) or trainer.evaluate()
+        final = save_final(trainer, output_dir, tokenizer_dir, lora_base=_resolve(config, config.base_model))
+    adapter = None
+    if final is not None and trainer.is_world_process_zero():
+        n, trained = adapter_tensor_count(final / "adapter")
+        if n == 0 or trained == 0:
+            raise RuntimeError(f"{final / 'adapter'}: the saved adapter is empty or untrained ({n} tensors, "
+                               f"{trained} non-zero LoRA B matrices)")
+        adapter = {"tensors": n, "trained_lora_b": trained,
+                   "bytes": (final / "adapter" / "adapter_model.safetensors").stat().st_size}
+    runtime = float(train_out.metrics.get("train_runtime", float("nan")))
+    tokens = int(trainer.state.num_input_tokens_seen)
+    session = tokens - int(getattr(trainer, "_initial_num_input_tokens_seen", 0) or 0)
+    spent = runtime - evaluator.seconds
+    metrics: dict[str, Any] = {
+        "final_dir": str(final) if final else None, "output_dir": str(output_dir), "completed": final is not None,
+        "global_step": int(trainer.state.global_step), "max_steps": config.max_steps,
+        "resumed_from": str(resume) if resume else None, "device": rt.device, "precision": rt.precision,
+        "world_size": args.world_size, "deepspeed_stage": zero_stage(rt.ds_config),
+        "parameters": total, "trainable_parameters": trainable, "trains": what, "full_embeddings": full,
+        "vocab_size": len(tokenizer), "tokens_seen": tokens, "train_runtime_s": runtime,
+        "tokens_per_s": session / spent if spent > 0 else None, "train_loss": train_out.metrics.get("train_loss"),
+        "proportions": data.proportions, "counts_per_batch": sampler.counts_per_batch, "data": data.stats,
+        "final_eval": final_eval, "adapter": adapter, "wall_s": time.time() - t_start, "config": config.to_dict(),
+    }
+    if trainer.is_world_process_zero():
+        write_json_atomic(output_dir / LOG_HISTORY, trainer.state.log_history)
+        write_json_atomic(output_dir / METRICS, metrics)
+        _print(f"done: step {metrics['global_step']}, {tokens:,} tokens, {metrics['tokens_per_s'] or 0:,.0f} tokens/s"
+               + (f"; final → {final}" if final else ""))
+    return metrics
+
+
+# ----------------------------------------------------------------------------- CLI --------
+def add_cli(subparsers) -> None:
+    """``knowlm sft CONFIG.yaml [-o key=value]``."""
+    stage_command(subparsers.add_parser("sft", help="stage 07: LoRA instruction tuning on the IE records"),
+                  SFTConfig, "configs/sft/cpu-course.yaml", "max_steps=50", lambda cfg: 0 if main(cfg) else 1,
+                  out=False)

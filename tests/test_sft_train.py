@@ -1,0 +1,89 @@
+"""Stage 07 training: a few real LoRA steps on a tiny LLaMA, resume, the adapter file."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from knowlm_utils.kg2instruction import pipeline
+from knowlm_utils.sft import train as sft
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def base_model(sp_model_path, tmp_path_factory) -> Path:
+    """A tiny LLaMA saved as a HF folder with its SentencePiece tokenizer (what notebook 05 leaves)."""
+    from knowlm_utils.modeling import tiny_llama
+    from knowlm_utils.tokenizer import write_hf_files
+
+    d = tmp_path_factory.mktemp("base") / "final"
+    d.mkdir()
+    shutil.copy(sp_model_path, d / "tokenizer.model")
+    write_hf_files(d)
+    tiny_llama(d, hidden_size=32).save_pretrained(d, safe_serialization=True)
+    return d
+
+
+@pytest.fixture(scope="module")
+def ie_dir(sample_corpus_80, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ie") / "ie"
+    pipeline.main(ROOT / "configs" / "ie" / "sample.yaml",
+                  [f"corpus_dir={sample_corpus_80}", f"output_dir={out}", "progress=false", "max_docs_per_source=20",
+                   "hf_dataset=false"])
+    return out
+
+
+def _cfg(base_model, ie_dir, out, *extra):
+    return [f"workdir={out.parent}", f"base_model={base_model}", f"data_dir={ie_dir}", f"output_dir={out}",
+            "progress=false", *extra]
+
+
+SMOKE = ROOT / "configs" / "sft" / "cpu-smoke.yaml"
+
+
+def test_a_few_lora_steps_save_a_trained_adapter_that_reloads_equal(base_model, ie_dir, tmp_path):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    m = sft.main(SMOKE, _cfg(base_model, ie_dir, tmp_path / "run"))
+    assert m["completed"] and m["global_step"] == 6
+    assert m["adapter"]["tensors"] > 0 and m["adapter"]["trained_lora_b"] > 0
+    assert m["tokens_per_s"] > 0 and m["data"]["records"]["ie"] > 0
+    final = Path(m["final_dir"])
+    assert (final / "adapter" / "adapter_model.safetensors").stat().st_size > 1000
+    assert not list(final.rglob("*.bin"))  # no pickles shipped
+    ids = torch.tensor([[1, 100, 200, 300, 400]])
+    merged = AutoModelForCausalLM.from_pretrained(final, use_safetensors=True, local_files_only=True)
+    base = AutoModelForCausalLM.from_pretrained(base_model, use_safetensors=True, local_files_only=True)
+    with_adapter = PeftModel.from_pretrained(base, final / "adapter", local_files_only=True)
+    with torch.no_grad():
+        a, b = merged(ids).logits, with_adapter(ids).logits
+        plain = AutoModelForCausalLM.from_pretrained(base_model, use_safetensors=True, local_files_only=True)(ids).logits
+    assert torch.allclose(a, b, atol=1e-5)  # merged == base + adapter
+    assert not torch.allclose(a, plain, atol=1e-4)  # and the adapter changed something
+
+
+def test_resume_continues_the_same_run(base_model, ie_dir, tmp_path):
+    whole = sft.main(SMOKE, _cfg(base_model, ie_dir, tmp_path / "whole"))
+    first = sft.main(SMOKE, _cfg(base_model, ie_dir, tmp_path / "split", "stop_at_step=3"))
+    assert not first["completed"] and first["global_step"] == 3
+    second = sft.main(SMOKE, _cfg(base_model, ie_dir, tmp_path / "split", "resume_from=latest"))
+    assert second["completed"] and second["resumed_from"]
+    losses = lambda out: [h["loss"] for h in json.loads((out / "log_history.json").read_text()) if "loss" in h]
+    assert losses(tmp_path / "split")[-1] == pytest.approx(losses(tmp_path / "whole")[-1], rel=1e-4)
+    assert whole["completed"]
+
+
+def test_selection_and_errors(base_model, ie_dir, tmp_path):
+    cfg = sft.SFTConfig.load(SMOKE, _cfg(base_model, ie_dir, tmp_path / "x", "tasks=[EE]", "styles=[text]",
+                                         "langs=[en]"))
+    ie, general = sft.select_records([{"task": "EE", "style": "text", "lang": "en"},
+                                      {"task": "RE", "style": "text", "lang": "en"},
+                                      {"task": "GENERAL", "style": "alpaca", "lang": "en"},
+                                      {"task": "GENERAL", "style": "alpaca", "lang": "zh"}], cfg)
+    assert [r["task"] for r in ie] == ["EE"] and len(general) == 1
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        sft.main(SMOKE, _cfg(tmp_path, ie_dir, tmp_path / "y"))
