@@ -57,6 +57,34 @@ def record_metrics(**metrics: Any) -> None:
         print("metrics\n" + text)
 
 
+def quiet_libraries() -> None:
+    """Keep a notebook's output to what it prints: transformers and datasets log errors only and
+    show no progress bars of their own (weight loading, dataset writing), and their deprecation
+    and generation-length notices are not printed. Full logs of training runs go to files."""
+    import warnings
+
+    try:
+        import transformers
+
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover - a dependency
+        pass
+    try:
+        import datasets
+
+        datasets.utils.logging.set_verbosity_error()
+        datasets.utils.logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover - a dependency
+        pass
+    import logging
+
+    # bitsandbytes (imported by PEFT) warns on import that an optional CPU kernel package is absent
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    for category in (FutureWarning, DeprecationWarning, UserWarning):
+        warnings.filterwarnings("ignore", category=category, module=r"(transformers|torch|peft|datasets)\b.*")
+
+
 def collect_metrics(nb) -> dict[str, Any]:
     """Merge every metrics bundle of an executed notebook, in cell order."""
     merged: dict[str, Any] = {}

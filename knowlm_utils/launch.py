@@ -752,3 +752,32 @@ def _cli_slurm(args) -> int:
                         master_port=args.master_port, setup=args.setup)
     _emit(text, args.out)
     return 0
+
+
+def launch_stage(script: str | os.PathLike, config_path: str | os.PathLike, nprocs: int = 1,
+                 launcher: str = "deepspeed", overrides: Sequence[str] | None = None,
+                 log_path: str | os.PathLike | None = None, device: str = "cpu", echo: bool = True,
+                 extensions_dir: str | os.PathLike | None = None) -> int:
+    """Run a training entry point (``scripts/pretrain.py``, ``scripts/sft.py``) as ``SCRIPT CONFIG
+    -o k=v …`` under ``deepspeed`` / ``torchrun`` with ``nprocs`` processes on this machine,
+    streaming its output live (a notebook cell shows the progress) and appending it to
+    ``log_path``. Raises ``LaunchError`` (exit code + last lines) on failure. Returns 0. A
+    relative ``workdir=…`` override is taken from the current directory (or the repository
+    root), like a notebook's ``workdir`` parameter; in the YAML itself, relative paths are taken
+    from the YAML's folder."""
+    from .config import parse_overrides
+    from .workdir import resolve_path
+
+    config_file = resolve_path(config_path)  # from the cwd if it is there, else from the repository root
+    if not config_file.is_file():
+        raise FileNotFoundError(f"config not found: {config_path} (looked at {config_file})")
+    script_args: list[str] = [str(config_file)]
+    for item, (parts, value) in zip(overrides or [], parse_overrides(overrides)):
+        if parts == ["workdir"] and isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            item = f"workdir={resolve_path(value)}"  # a notebook's workdir, not one relative to the YAML
+        script_args += ["-o", str(item)]
+    argv, env = local_launch(Path(script), script_args, nprocs=nprocs, device=device, launcher=launcher,
+                             extensions_dir=extensions_dir)
+    if device == "cpu" and "OMP_NUM_THREADS" not in os.environ:  # share the cores, do not oversubscribe them
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nprocs))
+    return run_launcher(argv, env, log_path=log_path, echo=echo, cwd=str(Path(script).resolve().parent.parent))

@@ -50,7 +50,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .config import Overrides, StageConfig, field, parse_overrides, stage_command
+from .config import Overrides, StageConfig, field, stage_command
 from .fileio import write_json_atomic
 from .train.checkpoints import latest_checkpoint, resolve_resume, save_final
 from .train.collate import CausalLMCollator, pad_token
@@ -396,22 +396,10 @@ def launch_pretrain(config_path: str | os.PathLike, nprocs: int = 1, launcher: s
     on failure. Returns 0. A relative ``workdir=…`` override is taken from the current directory
     (or the repository root), like a notebook's ``workdir`` parameter; in the YAML itself,
     relative paths are taken from the YAML's folder."""
-    from .launch import local_launch, run_launcher
-    from .workdir import resolve_path
+    from .launch import launch_stage
 
-    config_file = resolve_path(config_path)  # from the cwd if it is there, else from the repository root
-    if not config_file.is_file():
-        raise FileNotFoundError(f"pretraining config not found: {config_path} (looked at {config_file})")
-    script_args: list[str] = [str(config_file)]
-    for item, (parts, value) in zip(overrides or [], parse_overrides(overrides)):
-        if parts == ["workdir"] and isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
-            item = f"workdir={resolve_path(value)}"  # a notebook's workdir, not one relative to the YAML
-        script_args += ["-o", str(item)]
-    argv, env = local_launch(pretrain_script(), script_args, nprocs=nprocs, device=device, launcher=launcher,
-                             extensions_dir=extensions_dir)
-    if device == "cpu" and "OMP_NUM_THREADS" not in os.environ:  # share the cores, do not oversubscribe them
-        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nprocs))
-    return run_launcher(argv, env, log_path=log_path, echo=echo, cwd=str(pretrain_script().parent.parent))
+    return launch_stage(pretrain_script(), config_path, nprocs=nprocs, launcher=launcher, overrides=overrides,
+                        log_path=log_path, device=device, echo=echo, extensions_dir=extensions_dir)
 
 
 # ============================================================================ CLI =========

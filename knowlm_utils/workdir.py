@@ -65,6 +65,11 @@ ARTIFACTS: dict[str, Artifact] = {
         "IE instruction data: {train,valid,test}.jsonl, annotations.jsonl, candidates.csv (for review), "
         "hf_dataset/, report.json (per-stage precision/recall, linking accuracy, split sizes)",
     ),
+    "sft_cpu_course": Artifact(
+        "sft/cpu-course", "07_lora_sft", "knowlm sft configs/sft/cpu-course.yaml -o workdir=WORKDIR",
+        "the course's LoRA SFT run: final/ (merged model + adapter/), checkpoint-N/ (adapters), metrics.json, "
+        "log_history.json, launch.log",
+    ),
 }
 
 

@@ -193,6 +193,11 @@ def build_sft_model(config: SFTConfig, tokenizer_dir: Path, vocab_size: int):
     if grown:
         _print(f"model: embeddings of {src} grown from {model.config.vocab_size} to the tokenizer's {vocab_size} rows")
         model.resize_token_embeddings(vocab_size, mean_resizing=True)
+    if config.data.cutoff_len > int(model.config.max_position_embeddings):
+        # RoPE has no position table: longer samples work; the config's limit only warns in generate()
+        _print(f"model: max_position_embeddings {model.config.max_position_embeddings} → cutoff_len "
+               f"{config.data.cutoff_len}")
+        model.config.max_position_embeddings = config.data.cutoff_len
     full = config.full_embeddings == "always" or (config.full_embeddings == "auto" and grown)
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable()
@@ -294,3 +299,21 @@ def add_cli(subparsers) -> None:
     stage_command(subparsers.add_parser("sft", help="stage 07: LoRA instruction tuning on the IE records"),
                   SFTConfig, "configs/sft/cpu-course.yaml", "max_steps=50", lambda cfg: 0 if main(cfg) else 1,
                   out=False)
+
+
+def sft_script() -> Path:
+    """``scripts/sft.py`` of this checkout (the one entry point every launcher runs)."""
+    from ..workdir import repo_root
+
+    return repo_root() / "scripts" / "sft.py"
+
+
+def launch_sft(config_path: str | os.PathLike, nprocs: int = 1, launcher: str = "deepspeed",
+               overrides: list[str] | None = None, log_path: str | os.PathLike | None = None,
+               device: str = "cpu", echo: bool = True) -> int:
+    """``scripts/sft.py CONFIG -o k=v …`` under ``deepspeed``/``torchrun`` with ``nprocs``
+    processes, exactly as pretraining is launched (:func:`knowlm_utils.launch.launch_stage`)."""
+    from ..launch import launch_stage
+
+    return launch_stage(sft_script(), config_path, nprocs=nprocs, launcher=launcher, overrides=overrides,
+                        log_path=log_path, device=device, echo=echo)

@@ -1,0 +1,79 @@
+#!/usr/bin/env python
+"""Extraction F1 against SFT training steps: every checkpoint of one `knowlm sft` run scored on
+the same test records, next to the prompted base model (step 0, the baseline).
+
+Prints, per checkpoint: step, train loss there, NER/RE F1, micro F1, unparseable answers, and the
+F1 gain over the base model, all measured in this one run. Usage:
+
+    python benchmarks/bench_sft_f1_vs_steps.py --workdir runs/course-cpu/workdir \\
+        --base pretrain/cpu-tiny/final --run sft/cpu-long [--sentences 48] [--styles iepile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+
+def score(records, model, tok, prompts, max_new_tokens: int, batch_size: int) -> dict:
+    from knowlm_utils.ie.evaluate import evaluate_predictions
+    from knowlm_utils.ie.predict import predict_records
+
+    rows = predict_records(records, model, tok, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                           progress=False)
+    return evaluate_predictions(records, {r["id"]: r["answer"] for r in rows}).to_dict()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--workdir", default="runs/course-cpu/workdir")
+    p.add_argument("--base", default="pretrain/cpu-tiny/final", help="base model, relative to the workdir")
+    p.add_argument("--run", default="sft/cpu-course", help="SFT output folder, relative to the workdir")
+    p.add_argument("--data", default="ie/test.jsonl", help="records, relative to the workdir")
+    p.add_argument("--styles", default="iepile")
+    p.add_argument("--tasks", default="NER,RE")
+    p.add_argument("--sentences", type=int, default=48, help="test sentences (an IEPile sentence has several records)")
+    p.add_argument("--max-new-tokens", type=int, default=96)
+    p.add_argument("--batch-size", type=int, default=8)
+    args = p.parse_args()
+
+    from transformers import AutoTokenizer
+
+    from knowlm_utils.course import quiet_libraries
+    from knowlm_utils.ie.eval_cli import limit_records, load_model, read_records
+    from knowlm_utils.sft.prompter import PromptSet
+
+    quiet_libraries()
+    wd = Path(args.workdir).resolve()
+    tasks, styles = tuple(args.tasks.split(",")), set(args.styles.split(","))
+    records = limit_records([r for r in read_records(wd / args.data, tasks) if r["style"] in styles],
+                            args.sentences * 4)
+    tok = AutoTokenizer.from_pretrained(str(wd / args.base), local_files_only=True)
+    prompts = PromptSet()
+    hist = json.loads((wd / args.run / "log_history.json").read_text("utf-8"))
+    loss_at = {h["step"]: h["loss"] for h in hist if "loss" in h}
+    ckpts = sorted((wd / args.run).glob("checkpoint-*"), key=lambda c: int(c.name.split("-")[1]))
+    print(f"{len(records)} records ({args.sentences} sentences max), tasks {tasks}, styles {sorted(styles)}; "
+          f"{len(ckpts)} checkpoints of {wd / args.run}")
+    t0 = time.perf_counter()
+    base = score(records, load_model(wd / args.base), tok, prompts, args.max_new_tokens, args.batch_size)
+    rows = [(0, None, base)]
+    for c in ckpts:
+        step = int(c.name.split("-")[1])
+        rows.append((step, loss_at.get(step), score(records, load_model(wd / args.base, c), tok, prompts,
+                                                    args.max_new_tokens, args.batch_size)))
+    print(f"{'step':>6} {'loss':>6} " + " ".join(f"{t + ' F1':>7}" for t in tasks) +
+          f" {'micro F1':>8} {'unparseable':>11} {'F1 gain vs base':>15}")
+    for step, loss, rep in rows:
+        by = rep["by_task"]
+        print(f"{step:>6} {'' if loss is None else f'{loss:.3f}':>6} " +
+              " ".join(f"{by.get(t, {}).get('f1', 0.0):>7.3f}" for t in tasks) +
+              f" {rep['micro']['f1']:>8.3f} {rep['unparseable']:>5}/{rep['records']:<5} "
+              f"{rep['micro']['f1'] - base['micro']['f1']:>+15.3f}")
+    print(f"measured in {time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
