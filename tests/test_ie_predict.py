@@ -198,7 +198,7 @@ def test_cli_eval_ie_errors_are_one_line(model_dir, tmp_path, capsys, eval_comma
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "x", "task": "NER"}\n', encoding="utf-8")
     rc, _, err = run_cli(capsys, "eval", "ie", "--model", model_dir, "--data", bad, "--out", out)
-    assert_one_line_error(rc, err, "bad.jsonl:1", "lacks", command="eval")
+    assert_one_line_error(rc, err, "bad.jsonl:1", "missing key", command="eval")
     assert not out.exists()
 
 

@@ -15,7 +15,6 @@ scored, parsed items, whether it was unparseable), both atomically. Prompts come
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -38,27 +37,12 @@ def load_prompter() -> PromptBuilder:
 
 def read_records(path: str | Path, tasks: tuple[str, ...] = TASKS) -> list[dict[str, Any]]:
     """Records of a stage-06 JSONL file whose task is in ``tasks``, plus every GENERAL record (kept so
-    the report counts them as skipped). Invalid lines raise a ValueError naming the line."""
-    out = []
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{n}: not JSON ({exc.msg})") from None
-            if not isinstance(rec, dict):
-                raise ValueError(f"{path}:{n}: not a JSON object")
-            if rec.get("task") == "GENERAL":
-                out.append(rec)
-                continue
-            missing = [k for k in _KEYS if k not in rec]
-            if missing:
-                raise ValueError(f"{path}:{n}: record lacks {', '.join(missing)}")
-            if rec["task"] in tasks:
-                out.append(rec)
-    return out
+    the report counts them as skipped). Invalid lines raise a ValueError naming the line
+    (:func:`knowlm_utils.sft.data.read_records`, with the keys scoring needs)."""
+    from ..sft.data import read_records as read_stage06
+
+    return [r for r in read_stage06(Path(path), required=_KEYS + ("instruction", "input"))
+            if r["task"] == "GENERAL" or r["task"] in tasks]
 
 
 def limit_records(records: list[dict[str, Any]], max_records: int | None) -> list[dict[str, Any]]:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from ..ie.annotation import Annotation, Entity, Relation
+from ..ie.evaluate import Counts
 from ..ie.linking import AMBIGUOUS_ALIASES
 from ..kg import KnowledgeGraph
 from .documents import Document
@@ -35,28 +36,12 @@ LEVELS = ("sentence", "document")
 GoldFilter = Callable[[Fact], bool]
 
 
-@dataclass
-class Scores:
-    """Triple counts and the scores from them (0.0 where undefined)."""
+@dataclass(frozen=True)
+class Scores(Counts):
+    """Triple counts and the scores from them (:class:`knowlm_utils.ie.evaluate.Counts`: P/R/F1
+    exactly from the counts, 0.0 where undefined), in the funnel's row layout."""
 
-    tp: int = 0
-    fp: int = 0
-    fn: int = 0
-
-    @property
-    def precision(self) -> float:
-        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 0.0
-
-    @property
-    def recall(self) -> float:
-        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0
-
-    @property
-    def f1(self) -> float:
-        p, r = self.precision, self.recall
-        return 2 * p * r / (p + r) if p + r else 0.0
-
-    def __add__(self, other: "Scores") -> "Scores":
+    def __add__(self, other: "Counts") -> "Scores":
         return Scores(self.tp + other.tp, self.fp + other.fp, self.fn + other.fn)
 
     def as_dict(self, digits: int = 4) -> dict[str, Any]:
@@ -119,7 +104,7 @@ def triple_scores(candidates: Iterable[Candidate], documents: Iterable[Document]
             continue
         key = (c.doc_id, c.sentence_index) if level == "sentence" else c.doc_id
         pred[key].add(c.kg_triple)
-    scores = Scores()
+    tp_all = fp_all = fn_all = 0
     for doc in docs.values():
         if level == "sentence":
             units = [((doc.id, s.index), _gold(s.gold, gold_filter)) for s in doc.sentences if s.gold is not None]
@@ -131,10 +116,8 @@ def triple_scores(candidates: Iterable[Candidate], documents: Iterable[Document]
         for key, gold in units:
             p = pred.get(key, set())
             tp = len(p & gold)
-            scores.tp += tp
-            scores.fp += len(p) - tp
-            scores.fn += len(gold) - tp
-    return scores
+            tp_all, fp_all, fn_all = tp_all + tp, fp_all + len(p) - tp, fn_all + len(gold) - tp
+    return Scores(tp_all, fp_all, fn_all)
 
 
 def _is_true(c: Candidate, docs: Mapping[str, Document]) -> bool | None:

@@ -364,11 +364,12 @@ def _record_files(paths_or_dir: str | os.PathLike | Sequence[str | os.PathLike],
     return files
 
 
-def read_records(paths_or_dir: str | os.PathLike | Sequence[str | os.PathLike], split: str = "train") -> list[dict]:
+def read_records(paths_or_dir: str | os.PathLike | Sequence[str | os.PathLike], split: str = "train",
+                 required: Sequence[str] = REQUIRED_KEYS) -> list[dict]:
     """The records of stage-06 JSONL files: a folder gives ``<folder>/<split>.jsonl``, a file is read
     as is. Blank lines are skipped; bad JSON, a line that is not an object, a missing key of
-    :data:`REQUIRED_KEYS` or a non-string instruction/input/output raise a one-line ``ValueError``
-    naming ``file:line``."""
+    ``required`` (default :data:`REQUIRED_KEYS`) or a non-string instruction/input/output raise a
+    one-line ``ValueError`` naming ``file:line``."""
     out = []
     for path in _record_files(paths_or_dir, split):
         with open(path, encoding="utf-8") as fh:
@@ -382,9 +383,9 @@ def read_records(paths_or_dir: str | os.PathLike | Sequence[str | os.PathLike], 
                     raise ValueError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
                 if not isinstance(row, dict):
                     raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
-                missing = [k for k in REQUIRED_KEYS if k not in row]
+                missing = [k for k in required if k not in row]
                 if missing:
-                    raise ValueError(f"{where}: missing key {missing[0]!r} (records need {', '.join(REQUIRED_KEYS)})")
+                    raise ValueError(f"{where}: missing key {missing[0]!r} (records need {', '.join(required)})")
                 for key in ("instruction", "input", "output"):
                     if not isinstance(row[key], str):
                         raise ValueError(f"{where}: {key}: expected a string, got {type(row[key]).__name__}")
