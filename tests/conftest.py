@@ -112,3 +112,19 @@ def sp_model_path(tmp_path_factory, sample_docs) -> Path:
         max_sentence_length=100000, num_threads=2, minloglevel=2,
     )
     return d / "sp.model"
+
+
+@pytest.fixture(scope="module")
+def sp(sp_model_path):
+    """The session's SentencePiece model, loaded (generation and prediction tests)."""
+    from knowlm_utils.spm import load_processor
+
+    return load_processor(sp_model_path)
+
+
+@pytest.fixture(scope="module")
+def model(sp_model_path):
+    """A tiny LLaMA (``modeling.tiny_llama``, seed 0) over the session's tokenizer, in eval mode."""
+    from knowlm_utils.modeling import tiny_llama
+
+    return tiny_llama(sp_model_path, seed=0).eval()

@@ -8,19 +8,9 @@ import torch
 
 from knowlm_utils.generation import Continuation, generate_text
 from knowlm_utils.modeling import tiny_llama
-from knowlm_utils.spm import load_processor
 
 PROMPTS = ["北京是中国的", "Amsterdam is a city in", "Write a Python function that"]
 
-
-@pytest.fixture(scope="module")
-def sp(sp_model_path):
-    return load_processor(sp_model_path)
-
-
-@pytest.fixture(scope="module")
-def model(sp_model_path):
-    return tiny_llama(sp_model_path, seed=0).eval()
 
 
 def argmax_loop(model, sp, prompt: str, n: int) -> list[int]:

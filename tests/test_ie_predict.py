@@ -13,7 +13,6 @@ from knowlm_utils.generation import generate_text
 from knowlm_utils.ie import eval_cli
 from knowlm_utils.ie.predict import DECODING, PromptBuilder, as_prompter, generate_answers, predict_records
 from knowlm_utils.modeling import tiny_llama
-from knowlm_utils.spm import load_processor
 
 from conftest import assert_one_line_error, run_cli
 
@@ -25,15 +24,6 @@ def simple_prompt(record):
     """A real prompt builder for these tests (stage 07's PromptSet is not needed here)."""
     return record["instruction"] + "\n" + record["input"] + "\n答案："
 
-
-@pytest.fixture(scope="module")
-def sp(sp_model_path):
-    return load_processor(sp_model_path)
-
-
-@pytest.fixture(scope="module")
-def model(sp_model_path):
-    return tiny_llama(sp_model_path, seed=0).eval()
 
 
 @pytest.fixture(scope="module")

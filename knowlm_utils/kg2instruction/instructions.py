@@ -129,62 +129,61 @@ def _task_lang_map(data: Any, path: Path) -> None:
         raise ValueError(f"{path}: key {extra[0]}: unknown task (allowed: {', '.join(TASKS)})")
 
 
-def _load_instruction_file(path: Path) -> dict[tuple[str, str], tuple[Template, ...]]:
+def _task_lang_entries(path: Path):
+    """``(task, lang, "TASK.lang", value)`` of a data file keyed by task, then language (checked)."""
     data = read_yaml_file(path)
     _task_lang_map(data, path)
-    out = {}
     for task in TASKS:
         for lang in LANGS:
-            key = f"{task}.{lang}"
-            items = data[task][lang]
-            if not isinstance(items, list) or not items:
-                raise ValueError(f"{path}: key {key}: must be a non-empty list of templates")
-            templates = []
-            for i, text in enumerate(items):
-                where = f"{key}[{i}]"
-                if not isinstance(text, str) or not text.strip():
-                    raise ValueError(f"{path}: key {where}: a template must be a non-empty string")
-                names = _PLACEHOLDER_RE.findall(text)
-                bad = [n for n in names if n not in PLACEHOLDERS]
-                if bad:
-                    raise ValueError(f"{path}: key {where}: unknown placeholder {{{bad[0]}}} (allowed: "
-                                     f"{{schema}}, {{format}})")
-                if any(names.count(n) > 1 for n in PLACEHOLDERS):
-                    raise ValueError(f"{path}: key {where}: a placeholder appears more than once")
-                if "{" in _PLACEHOLDER_RE.sub("", text) or "}" in _PLACEHOLDER_RE.sub("", text):
-                    raise ValueError(f"{path}: key {where}: unbalanced brace")
-                templates.append(Template(text, open="schema" not in names))
-            if all(t.open for t in templates) or not any(t.open for t in templates):
-                raise ValueError(f"{path}: key {key}: needs at least one schema template (with {{schema}}) and "
-                                 "one open template (without it)")
-            out[task, lang] = tuple(templates)
+            yield task, lang, f"{task}.{lang}", data[task][lang]
+
+
+def _load_instruction_file(path: Path) -> dict[tuple[str, str], tuple[Template, ...]]:
+    out = {}
+    for task, lang, key, items in _task_lang_entries(path):
+        if not isinstance(items, list) or not items:
+            raise ValueError(f"{path}: key {key}: must be a non-empty list of templates")
+        templates = []
+        for i, text in enumerate(items):
+            where = f"{key}[{i}]"
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError(f"{path}: key {where}: a template must be a non-empty string")
+            names = _PLACEHOLDER_RE.findall(text)
+            bad = [n for n in names if n not in PLACEHOLDERS]
+            if bad:
+                raise ValueError(f"{path}: key {where}: unknown placeholder {{{bad[0]}}} (allowed: "
+                                 f"{{schema}}, {{format}})")
+            if any(names.count(n) > 1 for n in PLACEHOLDERS):
+                raise ValueError(f"{path}: key {where}: a placeholder appears more than once")
+            if "{" in _PLACEHOLDER_RE.sub("", text) or "}" in _PLACEHOLDER_RE.sub("", text):
+                raise ValueError(f"{path}: key {where}: unbalanced brace")
+            templates.append(Template(text, open="schema" not in names))
+        if all(t.open for t in templates) or not any(t.open for t in templates):
+            raise ValueError(f"{path}: key {key}: needs at least one schema template (with {{schema}}) and "
+                             "one open template (without it)")
+        out[task, lang] = tuple(templates)
     return out
 
 
 def _load_format_file(path: Path) -> dict[tuple[str, str], dict[str, str]]:
-    data = read_yaml_file(path)
-    _task_lang_map(data, path)
     out = {}
-    for task in TASKS:
-        for lang in LANGS:
-            key = f"{task}.{lang}"
-            entry = data[task][lang]
-            if not isinstance(entry, dict):
-                raise ValueError(f"{path}: key {key}: must be a mapping of formats {list(TEXT_FORMATS)}")
-            for fmt in entry:
-                if fmt not in TEXT_FORMATS:
-                    raise ValueError(f"{path}: key {key}.{fmt}: unknown format (allowed: {', '.join(TEXT_FORMATS)})")
-            for fmt in TEXT_FORMATS:
-                text = entry.get(fmt)
-                if not isinstance(text, str) or not text.strip():
-                    raise ValueError(f"{path}: key {key}.{fmt}: missing or not a string")
-                example = format_example(task, lang, fmt)
-                if example not in text:
-                    raise ValueError(f"{path}: key {key}.{fmt}: must quote the answer shape {example!r} that "
-                                     "format_output writes")
-                if "NAN" not in text:
-                    raise ValueError(f"{path}: key {key}.{fmt}: must say that NAN means nothing was found")
-            out[task, lang] = dict(entry)
+    for task, lang, key, entry in _task_lang_entries(path):
+        if not isinstance(entry, dict):
+            raise ValueError(f"{path}: key {key}: must be a mapping of formats {list(TEXT_FORMATS)}")
+        for fmt in entry:
+            if fmt not in TEXT_FORMATS:
+                raise ValueError(f"{path}: key {key}.{fmt}: unknown format (allowed: {', '.join(TEXT_FORMATS)})")
+        for fmt in TEXT_FORMATS:
+            text = entry.get(fmt)
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError(f"{path}: key {key}.{fmt}: missing or not a string")
+            example = format_example(task, lang, fmt)
+            if example not in text:
+                raise ValueError(f"{path}: key {key}.{fmt}: must quote the answer shape {example!r} that "
+                                 "format_output writes")
+            if "NAN" not in text:
+                raise ValueError(f"{path}: key {key}.{fmt}: must say that NAN means nothing was found")
+        out[task, lang] = dict(entry)
     return out
 
 
