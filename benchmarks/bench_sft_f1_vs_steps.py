@@ -42,8 +42,7 @@ def main() -> None:
     from transformers import AutoTokenizer
 
     from knowlm_utils.course import quiet_libraries
-    from knowlm_utils.ie.eval_cli import limit_records, load_model, read_records
-    from knowlm_utils.sft.prompter import PromptSet
+    from knowlm_utils.ie.eval_cli import limit_records, load_model, load_prompter, read_records
 
     quiet_libraries()
     wd = Path(args.workdir).resolve()
@@ -51,7 +50,7 @@ def main() -> None:
     records = limit_records([r for r in read_records(wd / args.data, tasks) if r["style"] in styles],
                             args.sentences * 4)
     tok = AutoTokenizer.from_pretrained(str(wd / args.base), local_files_only=True)
-    prompts = PromptSet()
+    prompts = load_prompter(wd / args.run)  # the templates the run was trained with
     hist = json.loads((wd / args.run / "log_history.json").read_text("utf-8"))
     loss_at = {h["step"]: h["loss"] for h in hist if "loss" in h}
     ckpts = sorted((wd / args.run).glob("checkpoint-*"), key=lambda c: int(c.name.split("-")[1]))

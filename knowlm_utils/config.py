@@ -34,6 +34,7 @@ import functools
 import json
 import math
 import os
+import re
 import types
 import typing
 from pathlib import Path
@@ -306,6 +307,13 @@ class _ConfigLoader(yaml.SafeLoader):
                 None, None, f"YAML aliases (*{_cut(str(event.anchor), 30)}) are not allowed in configs; write the "
                             "value out", event.start_mark)
         return super().compose_node(parent, index)
+
+
+# YAML 1.1 (PyYAML) reads ``1e-3`` as a string: it wants ``1.0e-3``. Configs are full of learning
+# rates, so numbers in YAML 1.2's form (``1e-3``, ``3E+4``, ``.5``) resolve as floats too.
+_ConfigLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(
+    r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[0-9][0-9_]*[eE][-+]?[0-9]+|\.[0-9_]+(?:[eE][-+]?[0-9]+)?"
+    r"|\.(?:inf|Inf|INF)|[-+]\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"), list("-+0123456789."))
 
 
 def load_yaml_text(text: str) -> Any:

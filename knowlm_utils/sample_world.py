@@ -85,17 +85,41 @@ def _fill(template: str, values: dict[str, tuple[str, str | None]]) -> tuple[str
     return "".join(out), mentions, starts
 
 
+def template_ids(tpl: dict) -> dict[tuple[str, str, str, int], str]:
+    """A stable id for every sentence template of ``documents.yaml`` that writes gold statements:
+    ``(lang, relation key, "head"/"tail", index) → "lang:relation key:head|tail:index"`` for the
+    relation templates (``relation key`` as in the file, e.g. ``capital_of@country``), and
+    ``(lang, "aliases", "", index) → "lang:aliases:index"``. An entry whose wording repeats an
+    earlier entry of the same language and relation (``{h} flows through {t}.`` as head and as
+    tail template; ``capital_of`` and ``capital_of@country`` sharing a sentence) gets the earlier
+    entry's id: an id names a wording, so holding an id out of training holds the wording out."""
+    out: dict[tuple[str, str, str, int], str] = {}
+    first: dict[tuple[str, str, str], str] = {}
+    for key, by_lang in tpl["relations"].items():
+        for lang in sorted(by_lang):
+            for persp in ("head", "tail"):
+                for i, text in enumerate(by_lang[lang][persp]):
+                    tid = first.setdefault((lang, key.split("@")[0], text), f"{lang}:{key}:{persp}:{i}")
+                    out[lang, key, persp, i] = tid
+    for lang, texts in tpl["aliases"].items():
+        for i, _text in enumerate(texts):
+            out[lang, "aliases", "", i] = f"{lang}:aliases:{i}"
+    return out
+
+
 class _Writer:
     """Builds documents from the KG with one seeded RNG.
 
     While ``self.log`` is a list, every sentence that states KG facts (or names an entity by an
     alias) is recorded there as a gold *statement* ``{"text", "facts": [[head, relation, tail]],
-    "mentions": [[start, end, entity id]]}`` (offsets within the statement), so later stages can
-    be measured against what each document really says.
+    "mentions": [[start, end, entity id]], "template"}`` (offsets within the statement), so later
+    stages can be measured against what each document really says; ``template`` is the id of the
+    sentence template that wrote it (:func:`template_ids`), ``None`` for an infobox row.
     """
 
     def __init__(self, kg: KnowledgeGraph, tpl: dict, rng: random.Random, handwritten: list[dict]):
         self.kg, self.tpl, self.rng = kg, tpl, rng
+        self.template_ids = template_ids(tpl)
         self.log: list[dict] | None = None
         self.hand: dict[tuple[str, str], list[str]] = {}
         for p in handwritten:
@@ -104,8 +128,14 @@ class _Writer:
     def choice(self, options):
         return self.rng.choice(options) if isinstance(options, list) else options
 
-    def statement(self, text: str, facts: list[list[str]], mentions: list[list]) -> dict:
-        st = {"text": text, "facts": facts, "mentions": mentions}
+    def pick(self, options: list) -> tuple[int, Any]:
+        """``(index, option)``: the same draw as :meth:`choice` (so the text does not change), plus
+        which entry it was."""
+        i = self.rng.choice(range(len(options)))
+        return i, options[i]
+
+    def statement(self, text: str, facts: list[list[str]], mentions: list[list], template: str | None = None) -> dict:
+        st = {"text": text, "facts": facts, "mentions": mentions, "template": template}
         if self.log is not None:
             self.log.append(st)
         return st
@@ -117,10 +147,12 @@ class _Writer:
         persp = "head" if tr["head"] == about else "tail"
         rels = self.tpl["relations"]  # 'relation@tail_type' overrides the wording for one tail type
         key = f"{tr['relation']}@{self.kg.entities[tr['tail']]['type']}"
-        t = self.choice(rels.get(key, rels[tr["relation"]])[lang][persp])
+        key = key if key in rels else tr["relation"]
+        i, t = self.pick(rels[key][lang][persp])
         text, mentions, _ = _fill(t, {"h": (self.kg.name(tr["head"], lang), tr["head"]),
                                    "t": (self.kg.name(tr["tail"], lang), tr["tail"])})
-        return self.statement(text, [[tr["head"], tr["relation"], tr["tail"]]], mentions)
+        return self.statement(text, [[tr["head"], tr["relation"], tr["tail"]]], mentions,
+                              self.template_ids[lang, key, persp, i])
 
     def intro(self, e: dict, lang: str) -> list[str]:
         h = e[f"name_{lang}"]
@@ -129,12 +161,13 @@ class _Writer:
         if aliases:
             sep = "、" if lang == "zh" else ", "
             a = sep.join(aliases)
-            text, mentions, starts = _fill(self.choice(self.tpl["aliases"][lang]), {"h": (h, e["id"]), "a": (a, None)})
+            i, t = self.pick(self.tpl["aliases"][lang])
+            text, mentions, starts = _fill(t, {"h": (h, e["id"]), "a": (a, None)})
             at = starts["a"]
             for alias in aliases:  # every alias names the entity itself
                 mentions.append([at, at + len(alias), e["id"]])
                 at += len(alias) + len(sep)
-            out.append(self.statement(text, [], sorted(mentions))["text"])
+            out.append(self.statement(text, [], sorted(mentions), self.template_ids[lang, "aliases", "", i])["text"])
         for key in sorted(e["attrs"]):
             t = self.tpl["attributes"][lang].get(key)
             if t:
@@ -221,7 +254,7 @@ class _Writer:
             mentions.append([len(text), len(text) + len(name), other])
             text += name
             facts.append([eid, rel, other] if side == "head" else [other, rel, eid])
-        return self.statement(text, facts, mentions)["text"]
+        return self.statement(text, facts, mentions, None)["text"]  # an infobox row: no sentence template
 
     def web_line(self, e: dict, lang: str, facts: list[dict]) -> str:
         t = self.choice(self.tpl["web"][lang])
@@ -492,8 +525,9 @@ def _drop_similar(files: dict[str, list[_Line]], limit: float) -> None:
 def _gold_file(files: dict[str, list[_Line]]) -> bytes:
     """One row per clean document that states facts: where it is (``file``, 1-based ``line``),
     its ``lang``, its ``subject`` (the entity the article or post is about) and its
-    statements ``{start, end, facts: [[head, relation, tail]], mentions: [[start, end, entity]]}``
-    with offsets in the document's text as the corpus stage renders it (``{title}\\n{body}``
+    statements ``{start, end, facts: [[head, relation, tail]], mentions: [[start, end, entity]],
+    template}`` (``template``: the sentence template's id, see :func:`template_ids`; ``null`` for
+    an infobox row) with offsets in the document's text as the corpus stage renders it (``{title}\\n{body}``
     for JSONL sources, the line itself for text), and ``unannotated``: ``[start, end]`` spans of
     hand-written text whose facts nobody listed. Gzip-compressed, mtime 0."""
     rows = []
@@ -514,7 +548,8 @@ def _gold_file(files: dict[str, list[_Line]]) -> bytes:
                     raise AssertionError(f"{fname}:{i}: generated statement not in its document: {st['text']!r}")
                 taken.add(at)
                 statements.append({"start": at, "end": at + len(st["text"]), "facts": st["facts"],
-                                   "mentions": [[at + a, at + b, eid] for a, b, eid in st["mentions"]]})
+                                   "mentions": [[at + a, at + b, eid] for a, b, eid in st["mentions"]],
+                                   "template": st["template"]})
             statements.sort(key=lambda st: st["start"])
             rows.append({"file": f"corpus/{fname}", "line": i, "lang": ln.lang, "subject": ln.subject,
                          "statements": statements, "unannotated": sorted(unannotated)})

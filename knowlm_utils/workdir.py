@@ -62,7 +62,8 @@ ARTIFACTS: dict[str, Artifact] = {
     ),
     "ie_instructions": Artifact(
         "ie", "06_kg2instruction", "knowlm ie build configs/ie/sample.yaml --out WORKDIR/ie",
-        "IE instruction data: {train,valid,test}.jsonl, annotations.jsonl, candidates.csv (for review), "
+        "IE instruction data: {train,valid,test}.jsonl, paraphrase.jsonl (test sentences in held-out wordings), "
+        "annotations.jsonl, candidates.csv (for review), "
         "hf_dataset/, report.json (per-stage precision/recall, linking accuracy, split sizes)",
     ),
     "sft_cpu_course": Artifact(

@@ -30,6 +30,18 @@ def test_load_nested_and_overrides(tmp_path):
     assert cfg == Outer(name="demo", steps=7, inner=Inner(0.25), items=[Inner(1.0), Inner(0.5)])
 
 
+def test_exponent_floats_without_a_dot_load_as_numbers(tmp_path):
+    # PyYAML (YAML 1.1) reads 1e-3 as a string; a learning rate written that way must still load
+    p = tmp_path / "c.yaml"
+    p.write_text("name: demo\ninner: {rate: 3e-4}\n")
+    assert load_config(Outer, p, ["items=[{rate: 1E+2}, {rate: .5}]"]).inner.rate == pytest.approx(3e-4)
+    assert load_config(Outer, p, ["items=[{rate: 1E+2}, {rate: .5}]"]).items == [Inner(100.0), Inner(0.5)]
+    assert apply_overrides({}, ["a=1e", "b=1.2.3", "c=1_000", "d=-2e-3"]) == {"a": "1e", "b": "1.2.3", "c": 1000,
+                                                                            "d": -0.002}
+    import yaml
+    assert yaml.safe_load("x: 1e-3") == {"x": "1e-3"}  # the stock SafeLoader is left as it was
+
+
 def test_overrides_are_parsed_as_data_never_evaluated():
     data = apply_overrides({}, ["a=__import__('os').getcwd()", "b=[1, 2]", "c.d=yes", "e="])
     assert data == {"a": "__import__('os').getcwd()", "b": [1, 2], "c": {"d": True}, "e": ""}

@@ -143,7 +143,7 @@ def eval_command(monkeypatch):
     from knowlm_utils import cli
 
     monkeypatch.setitem(cli.COMMANDS, "eval", "ie.eval_cli")
-    monkeypatch.setattr(eval_cli, "load_prompter", lambda: as_prompter(simple_prompt))
+    monkeypatch.setattr(eval_cli, "load_prompter", lambda *folders, templates=None: as_prompter(simple_prompt))
 
 
 def test_cli_eval_ie_writes_report_and_predictions(model_dir, tmp_path, capsys, eval_command):
@@ -197,7 +197,7 @@ def test_cli_eval_ie_without_prompt_set_says_so(model_dir, tmp_path, capsys, mon
 
     monkeypatch.setitem(cli.COMMANDS, "eval", "ie.eval_cli")
 
-    def missing():
+    def missing(*folders, templates=None):
         raise ValueError("knowlm_utils.sft.prompter.PromptSet (stage 07's prompts) is not available: test")
 
     monkeypatch.setattr(eval_cli, "load_prompter", missing)

@@ -23,7 +23,7 @@ SCHEMA = {"entity_types": {"city": {"zh": "城市", "en": "city"}, "country": {"
           "events": {}}
 
 
-def ie_records(n: int = 10) -> list[dict]:
+def ie_records(n: int = 10, paraphrase: bool = False) -> list[dict]:
     synth = InstructionSynthesizer.from_schema(SCHEMA, InstructionOptions(seed=1))
     anns = []
     for i in range(n):
@@ -34,7 +34,7 @@ def ie_records(n: int = 10) -> list[dict]:
         else:
             anns.append(Annotation(f"zh{i}", "巴黎是法国的首都。", "zh", [Entity("巴黎", "城市"), Entity("法国", "国家")],
                                    [Relation("巴黎", "首都", "法国")], source=f"t:{i}"))
-    return synth.synthesize(anns, ("NER", "RE"))
+    return synth.synthesize(anns, ("NER", "RE"), paraphrase=paraphrase)
 
 
 def test_detect_lang():
@@ -88,11 +88,12 @@ def test_hf_dataset_round_trip(tmp_path):
     import datasets
 
     train = mix_general(ie_records(6), GENERAL, 0.5, seed=0)
-    splits = {"train": train, "valid": ie_records(2), "test": []}
+    splits = {"train": train, "valid": ie_records(2), "test": [], "paraphrase": ie_records(2, paraphrase=True)}
     out = save_hf_dataset(splits, tmp_path / "hf")
     assert (out / OUTPUT_MARKER).is_file()
     ds = datasets.load_from_disk(str(out))
-    assert set(ds) == {"train", "valid", "test"}
+    assert set(ds) == {"train", "valid", "test", "paraphrase"}
+    assert [dict(row) for row in ds["paraphrase"]] == splits["paraphrase"] != splits["valid"]
     assert len(ds["test"]) == 0 and ds["test"].column_names == list(RECORD_KEYS)
     assert ds["train"].features["schema"].feature.dtype == "string"
     assert [dict(row) for row in ds["train"]] == train

@@ -10,7 +10,8 @@ from knowlm_utils.corpus import iter_cleaned_documents
 from knowlm_utils.ie.linking import EntityLinker
 from knowlm_utils.kg import load_kg
 from knowlm_utils.kg2instruction.documents import DocumentPreparer, detect_lang
-from knowlm_utils.kg2instruction.gold import GoldDocument, GoldStatement, check_alignment, gold_key, load_gold
+from knowlm_utils.kg2instruction.gold import (GoldDocument, GoldStatement, check_alignment, gold_key, has_template_ids,
+                                              load_gold)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data_samples"
@@ -59,6 +60,36 @@ def test_every_gold_fact_is_in_the_kg_and_every_mention_reads_as_its_entity(kg, 
     assert n_facts > 3000 and 0.8 * n_facts < n_explicit < n_facts
 
 
+def test_every_templated_statement_names_its_template(gold):
+    import re
+
+    n = 0
+    for doc in gold.values():
+        for st in doc.statements:
+            if doc.file.endswith("zh_wiki.jsonl.gz") and st.template is None:
+                continue  # an infobox row: no sentence template
+            assert st.template is not None, doc.key
+            pattern = rf"{doc.lang}:(aliases:\d+|[a-z_]+(@[a-z_]+)?:(head|tail):\d+)"
+            assert re.fullmatch(pattern, st.template), st.template
+            assert st.template.startswith(f"{doc.lang}:aliases:") == (not st.facts)
+            n += 1
+    assert n > 40000 and has_template_ids(gold)
+
+
+def test_gold_without_template_ids_still_loads_and_a_bad_one_is_named(tmp_path):
+    row = {"file": "a.jsonl", "line": 1, "lang": "zh", "subject": None,
+           "statements": [{"start": 0, "end": 5, "facts": [], "mentions": []}]}
+    p = tmp_path / "old.jsonl"
+    p.write_text(json.dumps(row) + "\n", "utf-8")
+    old = load_gold(p)
+    assert old["a.jsonl", 1].statements[0].template is None and not has_template_ids(old)
+    row["statements"][0]["template"] = 3
+    p.write_text(json.dumps(row) + "\n", "utf-8")
+    with pytest.raises(ValueError, match=r"old\.jsonl:1: gold statement key template") as e:
+        load_gold(p)
+    assert "\n" not in str(e.value)
+
+
 def test_gold_covers_every_clean_source_and_marks_handwritten_text(gold):
     files = {k[0] for k in gold}
     assert files == {"zh_baike.jsonl", "zh_wiki.jsonl.gz", "en_wiki.jsonl", "web_mixed.txt"}
@@ -97,6 +128,10 @@ def test_preparer_on_the_built_corpus(kg, gold, sample_corpus_80):
     # the first 80 lines of a source keep a few planted copies whose originals lie further on: no gold
     assert st.annotated >= 0.95 * st.documents and st.gold_misaligned == 0 and st.statements_split == 0
     graded = [s for d in docs for s in d.sentences if s.gold is not None]
+    # a sentence knows the templates of its statements (all but a wiki infobox row have one)
+    assert sum(bool(s.templates) for s in graded) > 0.5 * len(graded)
+    assert all(s.templates for d in docs if "zh_wiki" not in d.file for s in d.sentences if s.gold)
+    assert all(not s.templates for d in docs if d.gold is None for s in d.sentences)
     assert sum(len(s.gold) for s in graded) > 1000
     for d in docs:  # sentences tile the document; links sit inside their sentence
         assert "".join(s.text for s in d.sentences) == d.text

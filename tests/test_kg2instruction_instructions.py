@@ -11,8 +11,10 @@ import pytest
 from knowlm_utils.config import ConfigError, from_dict
 from knowlm_utils.ie.annotation import Annotation, Argument, Entity, Event, Relation
 from knowlm_utils.ie.converters import read_annotations
-from knowlm_utils.ie.formats import TEXT_FORMATS, canonical_items, format_output, parse_output, split_schema
-from knowlm_utils.kg2instruction.instructions import (FORMATS_FILE, RECORD_KEYS, TEMPLATES_FILE, InstructionOptions,
+from knowlm_utils.ie.formats import (TEXT_FORMATS, canonical_items, format_output, iepile_instruction, parse_output,
+                                     split_schema)
+from knowlm_utils.kg2instruction.instructions import (FORMATS_FILE, IEPILE_FILE, RECORD_KEYS, TEMPLATES_FILE,
+                                                      InstructionOptions,
                                                       InstructionSynthesizer, confusable_labels, format_example,
                                                       label_sets_from_schema, load_templates)
 
@@ -305,3 +307,89 @@ def test_unknown_task_or_lang_is_refused():
         synth().records(ANNOTATIONS[0], "SRL")
     with pytest.raises(ValueError, match="unknown lang"):
         synth().records(Annotation("x", "texte", "fr", [Entity("a", "b")]), "NER")
+
+
+# ------------------------------------------------------------------ IEPile phrasings, held-out phrasings --
+def test_iepile_phrasings_load_and_the_first_is_the_default():
+    t = load_templates()
+    assert set(t.iepile) == {(task, lang) for task in ("NER", "RE", "EE") for lang in ("zh", "en")}
+    for (task, lang), phrasings in t.iepile.items():
+        assert 3 <= len(phrasings) <= 5 and len(set(phrasings)) == len(phrasings)
+        assert phrasings[0] == json.loads(iepile_instruction(task, lang, [], ""))["instruction"]
+        assert all("schema" in p and "input" in p and "JSON" in p for p in phrasings)
+
+
+@pytest.mark.parametrize("mutate, key", [
+    (lambda d: d["NER"].pop("zh"), "NER.zh"),
+    (lambda d: d["RE"]["en"].append("Extract the relations."), "RE.en[4]"),
+    (lambda d: d["EE"]["zh"].append(d["EE"]["zh"][0]), "EE.zh[4]"),
+    (lambda d: d["NER"].__setitem__("en", []), "NER.en"),
+])
+def test_malformed_iepile_file_names_file_and_key(tmp_path, mutate, key):
+    import yaml
+
+    data = yaml.safe_load(IEPILE_FILE.read_text(encoding="utf-8"))
+    mutate(data)
+    path = tmp_path / "iepile.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(ValueError) as exc:
+        load_templates(iepile_path=path)
+    message = str(exc.value)
+    assert str(path) in message and key in message and "\n" not in message
+
+
+def _phrasing(rec: dict, s: InstructionSynthesizer):
+    """The template (text style) or phrasing (iepile) a record was written with."""
+    if rec["style"] == "iepile":
+        return json.loads(rec["instruction"])["instruction"]
+    schema_text = "、".join(rec["schema"]) if rec["lang"] == "zh" else ", ".join(rec["schema"])
+    fmt = s.templates.formats[rec["task"], rec["lang"]][rec["format"]]
+    (t,) = [t for t in s.templates.instructions[rec["task"], rec["lang"]]
+            if t.fill(schema_text, fmt) == rec["instruction"]]
+    return t.text
+
+
+def test_held_out_phrasings_appear_only_in_paraphrase_records():
+    anns = all_annotations() + [Annotation(f"x{i}", ann.text, ann.lang, ann.entities, ann.relations, ann.events,
+                                           ann.source) for i in range(12) for ann in ANNOTATIONS[:3]]
+    s = synth(formats_per_sample=2, empty_keep=1.0)
+    held = s.held_out()
+    assert set(held) == {"text", "iepile"}
+    for key in held["iepile"]:
+        assert len(held["iepile"][key]) == 1 and len(held["text"][key]) == 2   # text: one schema, one open
+        assert held["iepile"][key][0] != s.templates.iepile[tuple(key.split("."))][0]  # the default stays
+    held_all = {p for table in held.values() for ps in table.values() for p in ps}
+    ordinary, para = s.synthesize(anns), s.synthesize(anns, paraphrase=True)
+    used = {_phrasing(r, s) for r in ordinary}
+    used_para = {_phrasing(r, s) for r in para}
+    assert not used & held_all and used_para <= held_all
+    assert len({p for p in used if p in {x for v in s.templates.iepile.values() for x in v}}) > 6  # several phrasings
+    assert {r["id"] for r in para} == {r["id"] for r in ordinary}     # same records, other wording
+    for rec in para:                                                  # and the answers still parse
+        schema = rec["schema"] or None
+        assert parse_output(rec["task"], rec["format"], rec["output"], rec["lang"], schema, strict=True)
+    # deterministic for a seed, another seed holds out others
+    assert synth(formats_per_sample=2, empty_keep=1.0).synthesize(anns, paraphrase=True) == para
+    assert synth(seed=5).held_out() != held
+
+
+def test_held_out_phrasings_zero_or_too_many(tmp_path):
+    s = synth(held_out_phrasings=0)
+    assert s.held_out() == {}
+    recs = s.records(ANNOTATIONS[0], "RE", paraphrase=True)
+    assert recs == s.records(ANNOTATIONS[0], "RE")                    # nothing held out: the same records
+    most = synth(held_out_phrasings=3)        # every IEPile phrasing but the default
+    assert all(len(v) == 3 for v in most.held_out()["iepile"].values())
+    import yaml
+
+    data = yaml.safe_load(IEPILE_FILE.read_text(encoding="utf-8"))
+    path = tmp_path / "two.yaml"
+    path.write_text(yaml.safe_dump({t: {lang: v[:2] for lang, v in d.items()} for t, d in data.items()},
+                                   allow_unicode=True), encoding="utf-8")
+    two = load_templates(iepile_path=path)
+    with pytest.raises(ValueError, match=r"held_out_phrasings: 2 needs more than 2 IEPile phrasings of NER\.zh"):
+        InstructionSynthesizer.from_schema(IE_SCHEMA, InstructionOptions(held_out_phrasings=2), two)
+    assert InstructionSynthesizer.from_schema(IE_SCHEMA, InstructionOptions(held_out_phrasings=2, styles=["text"]),
+                                              two).held_out()["text"]
+    with pytest.raises(ConfigError, match="held_out_phrasings"):
+        from_dict(InstructionOptions, {"held_out_phrasings": 9})

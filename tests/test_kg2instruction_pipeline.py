@@ -34,9 +34,9 @@ def test_outputs_and_report(built):
     out, report = built
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [".knowlm-output.json", "annotations.jsonl", "candidates.csv", "hf_dataset", "report.json",
-         "test.jsonl", "train.jsonl", "valid.jsonl"])
+         "paraphrase.jsonl", "test.jsonl", "train.jsonl", "valid.jsonl"])
     assert json.loads((out / "report.json").read_text("utf-8")) == json.loads(json.dumps(report))
-    records = {s: _jsonl(out / f"{s}.jsonl") for s in pipeline.SPLITS}
+    records = {s: _jsonl(out / f"{s}.jsonl") for s in pipeline.OUTPUT_SPLITS}
     assert {s: len(r) for s, r in records.items()} == report["split_records"]
     assert sum(r["records"] for r in report["sizes"]) == sum(report["split_records"].values())
     everything = [r for rs in records.values() for r in rs]
@@ -54,11 +54,12 @@ def test_outputs_and_report(built):
 
 def test_every_answer_parses_back(built):
     out, _ = built
-    for r in _jsonl(out / "valid.jsonl"):
-        if r["task"] == "GENERAL":
-            continue
-        res = parse_output(r["task"], r["format"], r["output"], r["lang"], r["schema"] or None)
-        assert res.unparsed == [] and res.ignored == [], r["id"]
+    for split in ("valid", "paraphrase"):
+        for r in _jsonl(out / f"{split}.jsonl"):
+            if r["task"] == "GENERAL":
+                continue
+            res = parse_output(r["task"], r["format"], r["output"], r["lang"], r["schema"] or None)
+            assert res.unparsed == [] and res.ignored == [], r["id"]
 
 
 def test_funnel_precision_rises_and_gold_is_used(built):
@@ -74,16 +75,19 @@ def test_funnel_precision_rises_and_gold_is_used(built):
 
 def test_splits_are_by_entity(built):
     out, report = built
-    assert report["subjects_shared_with_train"] == {"valid": 0, "test": 0}
+    assert report["subjects_shared_with_train"] == {"valid": 0, "test": 0, "paraphrase": 0}
     anns = _jsonl(out / "annotations.jsonl")
-    # every annotation of a document sits in its subject's split
+    # every annotation of a document sits in its subject's split (paraphrase: a test document's;
+    # held out: a train or valid document's)
     by_doc = {}
     for a in anns:
         if a["source"].startswith("kg2instruction:") and not a["id"].startswith("kg_event"):
             doc = a["id"].rsplit(":", 1)[0]
             by_doc.setdefault(doc, set()).add(a["split"])
-    assert by_doc and all(len(s) == 1 for s in by_doc.values())
-    assert {a["split"] for a in anns} == set(pipeline.SPLITS)
+    assert by_doc and all(len(s - {"paraphrase", "held_out"}) <= 1 for s in by_doc.values())
+    assert not any({"paraphrase", "held_out"} <= s or ("paraphrase" in s and s & {"train", "valid"})
+                   for s in by_doc.values())
+    assert {a["split"] for a in anns} == set(pipeline.OUTPUT_SPLITS) | {pipeline.HELD_OUT}
 
 
 def test_hf_dataset_matches_the_jsonl(built):
@@ -91,7 +95,7 @@ def test_hf_dataset_matches_the_jsonl(built):
 
     out, report = built
     ds = datasets.load_from_disk(str(out / "hf_dataset"))
-    assert {s: ds[s].num_rows for s in pipeline.SPLITS} == report["split_records"]
+    assert {s: ds[s].num_rows for s in pipeline.OUTPUT_SPLITS} == report["split_records"]
     first = _jsonl(out / "test.jsonl")[0]
     assert ds["test"][0] == first
 
@@ -186,3 +190,83 @@ def test_rule_reference_reproduces_the_labels_from_one_sentence(built):
     assert loose["by_task"]["RE"]["p"] < rep["by_task"]["RE"]["p"]
     iep = next(r for r in records if r["style"] == "iepile")
     assert record_text(iep) and record_text(iep) in iep["instruction"]
+
+
+# ------------------------------------------------------------------ the paraphrase split --
+def _template_regex(text: str):
+    """A text-style template as a pattern over filled instructions (``{schema}``/``{format}`` → anything)."""
+    import re
+
+    return re.compile("^" + ".*".join(re.escape(p) for p in re.split(r"\{schema\}|\{format\}", text)) + "$", re.S)
+
+
+def test_paraphrase_split_holds_out_templates_and_phrasings(built):
+    out, report = built
+    para = report["paraphrase"]
+    assert para["enabled"] and para["reason"] is None
+    assert para["sentences"] == report["split_sentences"]["paraphrase"] > 0
+    assert para["records"] == report["split_records"]["paraphrase"] > 0
+    assert para["dropped_sentences"]["train"] > 0 and para["held_out_templates"] > 0
+    held = {t for g in para["template_groups"].values() for t in g["held_out"]}
+    assert len(held) == para["held_out_templates"]
+    # sentences: a held-out template never reaches train/valid/test; every paraphrase sentence uses one
+    anns = {a["id"]: a for a in _jsonl(out / "annotations.jsonl")}
+    corpus = [a for a in anns.values() if "templates" in a]
+    assert corpus and all(a["split"] in pipeline.OUTPUT_SPLITS + (pipeline.HELD_OUT,) for a in corpus)
+    for a in corpus:
+        assert bool(held & set(a["templates"])) == (a["split"] in ("paraphrase", "held_out")), a["id"]
+    assert sum(a["split"] == "held_out" for a in corpus) == sum(para["dropped_sentences"].values())
+    # records: each sits in its sentence's split; instruction phrasings held out of every other split
+    iepile_held = {p for ps in para["held_out_phrasings"]["iepile"].values() for p in ps}
+    text_held = [_template_regex(t) for ts in para["held_out_phrasings"]["text"].values() for t in ts]
+    assert len(iepile_held) == 6 and len(text_held) == 12   # one per task × language (text: schema + open)
+    for split in pipeline.OUTPUT_SPLITS:
+        for r in _jsonl(out / f"{split}.jsonl"):
+            ann = anns.get(r["id"].rsplit(":", 4)[0])
+            if r["task"] == "GENERAL" or ann is None or "templates" not in ann:
+                assert split != "paraphrase"          # paraphrase: corpus sentences only
+                continue
+            assert ann["split"] == split, r["id"]
+            if r["style"] == "iepile":
+                used = json.loads(r["instruction"])["instruction"] in iepile_held
+            else:
+                used = any(rx.match(r["instruction"]) for rx in text_held)
+            assert used == (split == "paraphrase"), r["id"]
+
+
+def test_paraphrase_templates_are_seeded_by_split_seed(built):
+    from knowlm_utils.kg2instruction.gold import load_gold
+
+    _, report = built
+    gold = load_gold(ROOT / "data_samples" / "corpus" / "gold_facts.jsonl.gz")
+    held, table = pipeline.held_out_templates(gold, 0.2, 0)
+    assert table == report["paraphrase"]["template_groups"]      # the build used exactly this choice
+    assert (held, table) == pipeline.held_out_templates(gold, 0.2, 0)
+    assert pipeline.held_out_templates(gold, 0.2, 1)[0] != held
+    assert all(0 <= len(g["held_out"]) < g["templates"] for g in table.values())
+    more = pipeline.held_out_templates(gold, 0.5, 0)[0]
+    assert len(more) > len(held)
+    assert pipeline.held_out_templates(gold, 0.0, 0)[0] == frozenset()
+
+
+def test_no_paraphrase_split_at_fraction_zero_or_with_old_gold(sample_corpus_80, tmp_path, caplog):
+    import gzip
+    import re
+
+    tiny = ["max_docs_per_source=5", "hf_dataset=false", "general_ratio=0"]
+    off = pipeline.main(SAMPLE, _overrides(sample_corpus_80, tmp_path / "off", "paraphrase_fraction=0", *tiny))
+    assert not off["paraphrase"]["enabled"] and "paraphrase_fraction" in off["paraphrase"]["reason"]
+    assert off["split_records"]["paraphrase"] == 0 and off["paraphrase"]["held_out_phrasings"] == {}
+    assert (tmp_path / "off" / "paraphrase.jsonl").read_text("utf-8") == ""
+    assert {a["split"] for a in _jsonl(tmp_path / "off" / "annotations.jsonl")} <= set(pipeline.SPLITS)
+    # a gold file written before template ids existed: loads, builds, one warning line, same data
+    text = gzip.decompress((ROOT / "data_samples" / "corpus" / "gold_facts.jsonl.gz").read_bytes()).decode()
+    old = tmp_path / "old_gold.jsonl"
+    old.write_text(re.sub(r',"template":(?:null|"[^"]*")', "", text), "utf-8")
+    with caplog.at_level("WARNING"):
+        r = pipeline.main(SAMPLE, _overrides(sample_corpus_80, tmp_path / "old", f"gold={old}", *tiny))
+    assert not r["paraphrase"]["enabled"] and "template ids" in r["paraphrase"]["reason"]
+    warnings = [rec.getMessage() for rec in caplog.records if rec.levelname == "WARNING"]
+    assert len(warnings) == 1 and "no paraphrase split" in warnings[0] and "\n" not in warnings[0]
+    for split in pipeline.OUTPUT_SPLITS:
+        assert (tmp_path / "old" / f"{split}.jsonl").read_bytes() == (tmp_path / "off" / f"{split}.jsonl").read_bytes()

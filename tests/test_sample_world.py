@@ -9,7 +9,7 @@ import pytest
 
 from knowlm_utils.dedup import Deduplicator, DedupConfig, jaccard, normalize
 from knowlm_utils.kg import KGError, load_kg
-from knowlm_utils.sample_world import FIELDS, SOURCE_ORDER, SampleWorldConfig, build_files, compare
+from knowlm_utils.sample_world import FIELDS, SOURCE_ORDER, SampleWorldConfig, build_files, compare, template_ids
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data_samples"
@@ -124,3 +124,26 @@ def test_instructions_are_alpaca_in_both_languages():
     zh = sum(any("\u4e00" <= c <= "\u9fff" for c in x["instruction"]) for x in items)
     assert 0.3 <= zh / len(items) <= 0.7
     assert any(x["output"] == "The capital of France is Paris." for x in items)
+
+
+def test_gold_statements_name_their_sentence_template(generated):
+    import yaml
+
+    tpl = yaml.safe_load((DATA / "templates" / "documents.yaml").read_text("utf-8"))
+    ids = template_ids(tpl)
+    for key, by_lang in tpl["relations"].items():  # every entry has an id; an id names one wording
+        for lang, sides in by_lang.items():
+            for persp in ("head", "tail"):
+                assert all((lang, key, persp, i) in ids for i in range(len(sides[persp])))
+    wording: dict[str, set[str]] = {}
+    for (lang, key, persp, i), tid in ids.items():
+        text = tpl["aliases"][lang][i] if key == "aliases" else tpl["relations"][key][lang][persp][i]
+        wording.setdefault(tid, set()).add(text)
+        assert tid.startswith(f"{lang}:{key.split('@')[0]}")
+    assert all(len(w) == 1 for w in wording.values())
+    assert len(wording) == len({(t.split(":")[0], next(iter(w))) for t, w in wording.items()})  # and vice versa
+    assert ids["en", "flows_through", "tail", 0] == ids["en", "flows_through", "head", 0] == "en:flows_through:head:0"
+    rows = [json.loads(x) for x in gzip.decompress(generated["corpus/gold_facts.jsonl.gz"]).decode().splitlines()]
+    used = Counter(st["template"] for r in rows for st in r["statements"])
+    assert set(used) - {None} <= set(ids.values()) and len(set(used) - {None}) > 120
+    assert all(r["file"].endswith("zh_wiki.jsonl.gz") for r in rows for st in r["statements"] if st["template"] is None)

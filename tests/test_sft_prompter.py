@@ -107,6 +107,34 @@ def test_prompt_set_per_record(tmp_path):
         PromptSet({"zh": "alpaca_xx"})
 
 
+def test_saved_templates_travel_with_the_run(tmp_path):
+    custom = tmp_path / "custom.json"
+    custom.write_text(json.dumps(GOOD), "utf-8")
+    ps = PromptSet({"iepile": "oneke_compact", "zh": str(custom)})
+    run = tmp_path / "run"
+    (run / "checkpoint-5").mkdir(parents=True)
+    (run / "final" / "adapter").mkdir(parents=True)
+    path = ps.save(run)
+    custom.unlink()  # the saved file holds the template texts: the original is no longer needed
+    ie = record("iepile", "zh", instruction='{"instruction": "x"}', input="")
+    for where in (run, run / "checkpoint-5", run / "final" / "adapter", path):
+        loaded = PromptSet.load(path) if where == path else PromptSet.for_run(None, where)
+        assert loaded.mapping == ps.mapping
+        assert loaded.prompt(record()) == "Task: 抽取实体。\nText: 北京是中国的首都。\nAnswer:\n"
+        assert loaded.prompt(ie) == '[INST] {"instruction": "x"} [/INST]\n'
+    saved = json.loads(path.read_text("utf-8"))
+    assert sorted(saved["templates"]) == sorted({"oneke_compact", str(custom), "alpaca_en"})
+    # nothing saved anywhere near: the defaults (a base model that never saw SFT)
+    assert PromptSet.for_run(tmp_path / "elsewhere").mapping == DEFAULT_TEMPLATES
+    (run / "prompt_templates.json").write_text('{"mapping": {}}', "utf-8")
+    with pytest.raises(ValueError, match="mapping' and 'templates'"):
+        PromptSet.for_run(run / "checkpoint-5")
+    bad = {"mapping": {"zh": "mine"}, "templates": {"mine": {**GOOD, "response_split": ""}}}
+    (run / "prompt_templates.json").write_text(json.dumps(bad), "utf-8")
+    with pytest.raises(ValueError, match=r"prompt_templates\.json: mine: response_split"):
+        PromptSet.load(run)
+
+
 # -------------------------------------------------------------------- bad template files ----
 BAD = [
     ("missing", {k: v for k, v in GOOD.items() if k != "response_split"}, "response_split", "missing"),

@@ -55,6 +55,13 @@ def test_a_few_lora_steps_save_a_trained_adapter_that_reloads_equal(base_model, 
     final = Path(m["final_dir"])
     assert (final / "adapter" / "adapter_model.safetensors").stat().st_size > 1000
     assert not list(final.rglob("*.bin"))  # no pickles shipped
+    from knowlm_utils.ie.eval_cli import load_prompter
+    from knowlm_utils.sft.prompter import PROMPTS_FILE
+
+    trained_with = json.loads((tmp_path / "run" / PROMPTS_FILE).read_text("utf-8"))["mapping"]
+    assert trained_with["iepile"] == sft.SFTConfig.load(SMOKE).data.templates.get("iepile", "oneke_chat")
+    for folder in (final, final / "adapter"):  # evaluation prompts as training did
+        assert load_prompter(folder).mapping == trained_with
     ids = torch.tensor([[1, 100, 200, 300, 400]])
     merged = AutoModelForCausalLM.from_pretrained(final, use_safetensors=True, local_files_only=True)
     base = AutoModelForCausalLM.from_pretrained(base_model, use_safetensors=True, local_files_only=True)

@@ -26,13 +26,17 @@ from .predict import DECODING, PromptBuilder, predict_records
 _KEYS = ("id", "task", "lang", "style", "format", "output")
 
 
-def load_prompter() -> PromptBuilder:
-    """Stage 07's prompt builder (``knowlm_utils.sft.prompter.PromptSet()``)."""
+def load_prompter(*folders: str | Path | None, templates: str | Path | None = None) -> PromptBuilder:
+    """Stage 07's prompt builder: ``templates`` (a saved ``prompt_templates.json``) when given, else
+    the templates saved with the run that produced the first of ``folders`` (an adapter, a checkpoint,
+    a final/ folder; see ``PromptSet.for_run``), else the default templates."""
     try:
         from ..sft.prompter import PromptSet
     except ImportError as exc:
         raise ValueError(f"knowlm_utils.sft.prompter.PromptSet (stage 07's prompts) is not available: {exc}") from None
-    return PromptSet()
+    if templates is not None:
+        return PromptSet.load(templates)
+    return PromptSet.for_run(*folders)
 
 
 def read_records(path: str | Path, tasks: tuple[str, ...] = TASKS) -> list[dict[str, Any]]:
@@ -122,7 +126,7 @@ def run(args) -> dict[str, Any]:
     ie = [r for r in records if r.get("task") != "GENERAL"]
     if not ie:
         raise ValueError(f"--data {args.data}: no {'/'.join(tasks)} records to evaluate")
-    prompter = load_prompter()
+    prompter = load_prompter(args.adapter, args.model, templates=args.templates)
     t0 = time.perf_counter()
     model = load_model(args.model, args.adapter, args.dtype, args.device)
     tokenizer = load_tokenizer(args.tokenizer or args.model)
@@ -136,6 +140,7 @@ def run(args) -> dict[str, Any]:
         row["items"] = items_to_json(res.items)
         row["unparseable"] = is_unparseable(row["answer"], res)
     report["run"] = {"model": str(args.model), "adapter": None if args.adapter is None else str(args.adapter),
+                     "templates": dict(getattr(prompter, "mapping", {})),
                      "data": str(args.data), "tasks": list(tasks), "max_records": args.max_records,
                      "decoding": args.decoding, **DECODING[args.decoding], "batch_size": args.batch_size,
                      "max_new_tokens": args.max_new_tokens, "wall_s": round(time.perf_counter() - t0, 2)}
@@ -176,6 +181,9 @@ def add_cli(subparsers) -> None:
     e.add_argument("--model", required=True, help="model folder (safetensors; e.g. a run's final/)")
     e.add_argument("--adapter", default=None, help="PEFT (LoRA) adapter folder to put on the model")
     e.add_argument("--tokenizer", default=None, help="tokenizer folder or .model file (default: the model folder)")
+    e.add_argument("--templates", default=None,
+                   help="prompt_templates.json of the SFT run (default: the one saved beside --adapter/--model, "
+                        "else the default templates)")
     e.add_argument("--data", required=True, help="stage-06 JSONL records (e.g. test.jsonl)")
     e.add_argument("--out", required=True, help="report JSON file; predictions.jsonl is written beside it")
     e.add_argument("--max-records", type=_positive, default=None,

@@ -32,6 +32,7 @@ class Sentence:
     links: list[Link]                        # links whose mention lies inside the sentence
     gold: frozenset[Fact] | None = None      # facts its statements state naming both entities; None: ungraded
     gold_mentions: tuple[Span, ...] = ()
+    templates: frozenset[str] = frozenset()  # ids of the sentence templates of the gold statements in it
 
 
 @dataclass
@@ -135,13 +136,18 @@ class DocumentPreparer:
             return out
         facts: dict[int, set[Fact]] = {s.index: set() for s in out}
         mentions: dict[int, list[Span]] = {s.index: [] for s in out}
+        templates: dict[int, set[str]] = {s.index: set() for s in out}
         for st in gold.statements:
             sent = at(st.start)
             if st.end > sent.end and text[sent.end:st.end].strip():
                 self.stats.statements_split += 1
             facts[sent.index].update(st.explicit_facts)
             mentions[sent.index].extend(st.mentions)
+            if st.template is not None:  # every sentence the statement reaches into uses its template
+                for i in range(sent.index, at(max(st.start, st.end - 1)).index + 1):
+                    templates[i].add(st.template)
         for s in out:
+            s.templates = frozenset(templates[s.index])
             if any(a < s.end and s.start < b for a, b in gold.unannotated):
                 continue  # hand-written text: its facts are unknown, leave it ungraded (gold None)
             s.gold = frozenset(facts[s.index])

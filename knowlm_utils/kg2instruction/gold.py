@@ -3,9 +3,12 @@
 The sample-world generator (:mod:`knowlm_utils.sample_world`) writes
 ``data_samples/corpus/gold_facts.jsonl.gz``: one row per clean document that states KG facts,
 ``{file, line, lang, subject, statements: [{start, end, facts: [[head, relation, tail]],
-mentions: [[start, end, entity id]]}], unannotated: [[start, end]]}``, offsets in the document's text as the corpus stage
-renders it. Every stage of the KG2Instruction pipeline is measured against it. Real corpora
-have no such file; the pipeline then runs the same way and simply reports no precision/recall.
+mentions: [[start, end, entity id]], template}], unannotated: [[start, end]]}``, offsets in the
+document's text as the corpus stage renders it; ``template`` is the id of the sentence template
+that wrote the statement (``"zh:located_in:head:2"``; ``null`` for an infobox row; absent in gold
+files written before it existed — they load, and stage 06 then writes no paraphrase split).
+Every stage of the KG2Instruction pipeline is measured against it. Real corpora have no such
+file; the pipeline then runs the same way and simply reports no precision/recall.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ class GoldStatement:
     end: int
     facts: tuple[Fact, ...]
     mentions: tuple[Span, ...]
+    template: str | None = None      # the sentence template that wrote it (None: unknown / not templated)
 
     @property
     def explicit_facts(self) -> tuple[Fact, ...]:
@@ -69,7 +73,11 @@ def _statement(raw: dict, where: str) -> GoldStatement:
         raise ValueError(f"{where}: malformed gold statement ({type(exc).__name__}: {exc})") from None
     if not 0 <= start <= end:
         raise ValueError(f"{where}: gold statement has start {start} > end {end}")
-    return GoldStatement(start, end, facts, mentions)
+    template = raw.get("template")
+    if template is not None and (not isinstance(template, str) or not template):
+        raise ValueError(f"{where}: gold statement key template: must be a non-empty string or null, "
+                         f"got {template!r}")
+    return GoldStatement(start, end, facts, mentions, template)
 
 
 def load_gold(path: str | Path) -> dict[tuple[str, int], GoldDocument]:
@@ -96,6 +104,12 @@ def load_gold(path: str | Path) -> dict[tuple[str, int], GoldDocument]:
     return out
 
 
+def has_template_ids(gold: dict[tuple[str, int], GoldDocument]) -> bool:
+    """Whether any statement of the gold names its sentence template (gold files written before
+    template ids existed name none)."""
+    return any(st.template is not None for doc in gold.values() for st in doc.statements)
+
+
 def check_alignment(doc: GoldDocument, text: str, names: dict[str, Iterable[str]]) -> bool:
     """True when every gold mention's span in ``text`` reads as one of its entity's names
     (``names[entity id]``): the gold still fits the text (the corpus stage did not rewrite it)."""
@@ -108,4 +122,5 @@ def check_alignment(doc: GoldDocument, text: str, names: dict[str, Iterable[str]
     return True
 
 
-__all__ = ["Fact", "Span", "GoldStatement", "GoldDocument", "gold_key", "load_gold", "check_alignment"]
+__all__ = ["Fact", "Span", "GoldStatement", "GoldDocument", "gold_key", "load_gold", "has_template_ids",
+           "check_alignment"]

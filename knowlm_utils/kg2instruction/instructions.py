@@ -10,7 +10,14 @@ Two styles, as in KnowLM's KG2Instruction (InstructIE) and IEPile (OneKE):
 * ``iepile`` — the schema is the present labels, confusable labels that are absent (hard negatives)
   and some random absent labels, in label-set order, cut into chunks by ``split_schema``; each chunk
   is one record whose ``instruction`` is the IEPile JSON string ``{instruction, schema, input}`` (the
-  text lives there; ``input`` is empty) and whose answer is the JSON object keyed by the chunk.
+  text lives there; ``input`` is empty; the instruction one of the phrasings of
+  ``iepile_instructions.yaml``, drawn per record) and whose answer is the JSON object keyed by the chunk.
+
+Paraphrase hold-out: ``held_out_phrasings`` instruction phrasings per task × language (text style:
+that many schema templates and that many open ones; IEPile style: among all but the first
+phrasing) are chosen once with the seed and never used in ordinary records; records made with
+``paraphrase=True`` (the paraphrase split of stage 06) use only those. :meth:`InstructionSynthesizer.held_out`
+lists them.
 
 Every record has the keys :data:`RECORD_KEYS` (plus ``split`` when ``source_split`` is given). Choices
 are made by a random generator seeded from ``(seed, annotation id, task, style)``, so the records of one
@@ -26,6 +33,7 @@ Label sets and hard negatives come from an IE schema mapping (the form of ``ie_s
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import random
@@ -44,6 +52,7 @@ from ..ie.formats import TEXT_FORMATS, format_output, iepile_instruction, split_
 DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "kg2instruction"
 TEMPLATES_FILE = DATA_DIR / "instruction_templates.yaml"
 FORMATS_FILE = DATA_DIR / "format_descriptions.yaml"
+IEPILE_FILE = DATA_DIR / "iepile_instructions.yaml"
 STYLES = ("text", "iepile")
 RECORD_KEYS = ("id", "task", "lang", "style", "format", "schema", "instruction", "input", "output", "source")
 PLACEHOLDERS = ("schema", "format")
@@ -104,10 +113,12 @@ class Template:
 
 @dataclass(frozen=True)
 class Templates:
-    """The instruction templates and the format descriptions, both validated."""
+    """The instruction templates, the format descriptions and the IEPile-style phrasings, all
+    validated (``iepile`` defaults to the packaged ``iepile_instructions.yaml``)."""
 
     instructions: dict[tuple[str, str], tuple[Template, ...]]
     formats: dict[tuple[str, str], dict[str, str]]
+    iepile: dict[tuple[str, str], tuple[str, ...]] = dataclasses.field(default_factory=lambda: _packaged_iepile())
 
     def counts(self) -> dict[tuple[str, str], dict[str, int]]:
         """``{(task, lang): {"schema": n, "open": m}}``."""
@@ -187,21 +198,56 @@ def _load_format_file(path: Path) -> dict[tuple[str, str], dict[str, str]]:
     return out
 
 
-def load_templates(path: str | Path | None = None, formats_path: str | Path | None = None) -> Templates:
+_IEPILE_KEYS = ("schema", "input", "JSON")
+
+
+def _load_iepile_file(path: Path) -> dict[tuple[str, str], tuple[str, ...]]:
+    out = {}
+    for task, lang, key, items in _task_lang_entries(path):
+        if not isinstance(items, list) or not items:
+            raise ValueError(f"{path}: key {key}: must be a non-empty list of phrasings")
+        for i, text in enumerate(items):
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError(f"{path}: key {key}[{i}]: a phrasing must be a non-empty string")
+            missing = [w for w in _IEPILE_KEYS if w not in text]
+            if missing:
+                raise ValueError(f"{path}: key {key}[{i}]: must mention {', '.join(_IEPILE_KEYS)} (the JSON keys "
+                                 f"the record holds and the answer format); {missing[0]!r} is missing")
+            if text in items[:i]:
+                raise ValueError(f"{path}: key {key}[{i}]: repeats an earlier phrasing")
+        out[task, lang] = tuple(items)
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _packaged_iepile() -> dict[tuple[str, str], tuple[str, ...]]:
+    return _load_iepile_file(IEPILE_FILE)
+
+
+def load_templates(path: str | Path | None = None, formats_path: str | Path | None = None,
+                   iepile_path: str | Path | None = None) -> Templates:
     """Load and validate the instruction templates (``path``, default the packaged
-    ``instruction_templates.yaml``) and format descriptions (``formats_path``, default the packaged
-    ``format_descriptions.yaml``). Every task × language must be present, templates may use only
+    ``instruction_templates.yaml``), format descriptions (``formats_path``, default the packaged
+    ``format_descriptions.yaml``) and IEPile-style phrasings (``iepile_path``, default the packaged
+    ``iepile_instructions.yaml``). Every task × language must be present, templates may use only
     ``{schema}`` and ``{format}``, and each task × language needs a schema and an open template;
-    every format description must quote :func:`format_example`. A bad file raises a one-line
-    ``ValueError`` naming the file and the key."""
+    every format description must quote :func:`format_example`; every IEPile phrasing must mention
+    ``schema``, ``input`` and ``JSON``. A bad file raises a one-line ``ValueError`` naming the file
+    and the key."""
     return Templates(_load_instruction_file(Path(path) if path is not None else TEMPLATES_FILE),
-                     _load_format_file(Path(formats_path) if formats_path is not None else FORMATS_FILE))
+                     _load_format_file(Path(formats_path) if formats_path is not None else FORMATS_FILE),
+                     _load_iepile_file(Path(iepile_path)) if iepile_path is not None else _packaged_iepile())
 
 
 @functools.lru_cache(maxsize=1)
 def default_templates() -> Templates:
     """The packaged templates, loaded once per process (what a synthesizer uses by default)."""
     return load_templates()
+
+
+def _default_iepile(task: str, lang: str) -> str:
+    """The phrasing :func:`iepile_instruction` writes when given none."""
+    return json.loads(iepile_instruction(task, lang, [], ""))["instruction"]
 
 
 # ====================================================================== label sets ====
@@ -305,6 +351,11 @@ class InstructionOptions(Section):
     empty_keep: float = field(0.3, ge=0, le=1, help="probability that an annotation without any item of the "
                                                     "task still gives (negative, NAN / all-empty) records")
     seed: int = field(42, help="seed of every random choice (per record: with the annotation id and task)")
+    held_out_phrasings: int = field(1, ge=0, le=3, help="paraphrase split: instruction phrasings per task × "
+                                    "language kept out of ordinary records and used only there (text style: this "
+                                    "many schema and this many open templates; iepile style: among all but the "
+                                    "first phrasing); chosen with seed. 0: none (stage 06 also uses 0 when it "
+                                    "writes no paraphrase split)")
 
     def validate(self) -> None:
         for name in ("styles", "text_formats"):
@@ -354,6 +405,55 @@ class InstructionSynthesizer:
         self.options = options if options is not None else InstructionOptions()
         self.templates = templates if templates is not None else default_templates()
         self.confusable = {key: {k: list(v) for k, v in table.items()} for key, table in (confusable or {}).items()}
+        self._held: dict[tuple[str, str, str], frozenset[int]] = {}
+        self._pools: dict[tuple[str, str, str, bool], tuple[Any, ...]] = {}
+        self._choose_held_out()
+
+    def _choose_held_out(self) -> None:
+        """The held-out phrasings, once: ``held_out_phrasings`` per task × language (text: per
+        kind, schema and open), drawn with the seed; at least one of each stays for ordinary records."""
+        n = self.options.held_out_phrasings
+        for (task, lang), templates in self.templates.instructions.items():
+            held: set[int] = set()
+            for kind in (False, True):
+                idx = [i for i, t in enumerate(templates) if t.open == kind]
+                if n and "text" in self.options.styles and n >= len(idx):
+                    raise ValueError(f"instructions.held_out_phrasings: {n} would leave no "
+                                     f"{'open' if kind else 'schema'} template of {task}.{lang} for ordinary "
+                                     f"records (it has {len(idx)})")
+                rng = random.Random(f"{self.options.seed}:held_out:text:{task}:{lang}:{int(kind)}")
+                held |= set(rng.sample(idx, min(n, max(0, len(idx) - 1))))
+            self._held["text", task, lang] = frozenset(held)
+        for (task, lang), phrasings in self.templates.iepile.items():
+            if n and "iepile" in self.options.styles and n >= len(phrasings):
+                raise ValueError(f"instructions.held_out_phrasings: {n} needs more than {n} IEPile phrasings of "
+                                 f"{task}.{lang} (it has {len(phrasings)}; the first is never held out)")
+            rng = random.Random(f"{self.options.seed}:held_out:iepile:{task}:{lang}")
+            self._held["iepile", task, lang] = frozenset(rng.sample(range(1, len(phrasings)),
+                                                                    min(n, len(phrasings) - 1)))
+
+    def _pool(self, style: str, task: str, lang: str, paraphrase: bool) -> tuple[Any, ...]:
+        """The phrasings a record may use: the held-out ones (paraphrase) or the others. With no
+        held-out phrasing, a paraphrase record uses the ordinary ones."""
+        key = (style, task, lang, paraphrase)
+        if key not in self._pools:
+            if style == "text":
+                every: tuple[Any, ...] = self.templates.instructions[task, lang]
+            else:
+                every = self.templates.iepile.get((task, lang)) or (_default_iepile(task, lang),)
+            held = self._held.get((style, task, lang), frozenset())
+            chosen = tuple(x for i, x in enumerate(every) if (i in held) == paraphrase)
+            self._pools[key] = chosen if chosen else every
+        return self._pools[key]
+
+    def held_out(self) -> dict[str, dict[str, list[str]]]:
+        """``{style: {"TASK.lang": [held-out phrasings]}}`` (text style: the template texts)."""
+        out: dict[str, dict[str, list[str]]] = {}
+        for (style, task, lang), held in sorted(self._held.items()):
+            if held and style in self.options.styles:
+                pool = self._pool(style, task, lang, True)
+                out.setdefault(style, {})[f"{task}.{lang}"] = [t.text if style == "text" else t for t in pool]
+        return out
 
     @classmethod
     def from_schema(cls, ie_schema: Mapping[str, Any], options: InstructionOptions | None = None,
@@ -396,19 +496,29 @@ class InstructionSynthesizer:
         return rec
 
     # ------------------------------------------------------------------ the two styles --
-    def text_records(self, ann: Annotation, task: str, source_split: str | None = None) -> list[dict[str, Any]]:
-        """KG2Instruction text-style records of one annotation and task."""
+    def text_records(self, ann: Annotation, task: str, source_split: str | None = None,
+                     paraphrase: bool = False) -> list[dict[str, Any]]:
+        """KG2Instruction text-style records of one annotation and task (``paraphrase``: with the
+        held-out templates only)."""
         opts, lang = self.options, ann.lang
         items = task_items(ann, task)
         present = list(dict.fromkeys(item_label(task, it) for it in items))
         rng = self._rng(ann, task, "text")
         fmts = rng.sample(opts.text_formats, min(opts.formats_per_sample, len(opts.text_formats)))
-        templates = self.templates.instructions[task, lang]
+        every = self.templates.instructions[task, lang]
+        held_out = paraphrase and bool(self._held.get(("text", task, lang)))
+        templates = self._pool("text", task, lang, held_out)
         by_kind = {kind: [t for t in templates if t.open == kind] for kind in (False, True)}
+        if not by_kind[False] or not by_kind[True]:  # a held-out set of one kind only: use the whole list
+            templates, held_out = every, False
+            by_kind = {kind: [t for t in templates if t.open == kind] for kind in (False, True)}
+        open_share = sum(t.open for t in every) / len(every)
         records = []
         for k, fmt in enumerate(fmts):
-            if opts.open_fraction is None:
+            if opts.open_fraction is None and not held_out:
                 template = rng.choice(templates)
+            elif opts.open_fraction is None:  # as many open templates as a uniform draw over all gives
+                template = rng.choice(by_kind[rng.random() < open_share])
             else:
                 template = rng.choice(by_kind[rng.random() < opts.open_fraction])
             absent = [x for x in self._labels(task, lang) if x not in present]
@@ -447,9 +557,12 @@ class InstructionSynthesizer:
         ordered = [x for x in self._labels(task, lang) if x in chosen]
         return ordered + [x for x in present if x not in ordered]
 
-    def iepile_records(self, ann: Annotation, task: str, source_split: str | None = None) -> list[dict[str, Any]]:
-        """IEPile-style records of one annotation and task: one per schema chunk."""
+    def iepile_records(self, ann: Annotation, task: str, source_split: str | None = None,
+                       paraphrase: bool = False) -> list[dict[str, Any]]:
+        """IEPile-style records of one annotation and task: one per schema chunk, each with a
+        phrasing drawn for it (``paraphrase``: among the held-out ones only)."""
         items = task_items(ann, task)
+        phrasings = self._pool("iepile", task, ann.lang, paraphrase)
         records = []
         for k, chunk in enumerate(split_schema(self.iepile_schema(ann, task), self.options.split_num(task))):
             inside = [it for it in items if item_label(task, it) in chunk]
@@ -457,7 +570,8 @@ class InstructionSynthesizer:
                 output = format_output(task, "iepile", inside, ann.lang, schema=chunk)
             except ValueError as exc:
                 raise ValueError(f"annotation {ann.id} ({ann.source}): {exc}") from None
-            instruction = iepile_instruction(task, ann.lang, chunk, ann.text)
+            phrasing = random.Random(f"{self.options.seed}:{ann.id}:{task}:iepile-phrasing:{k}").choice(phrasings)
+            instruction = iepile_instruction(task, ann.lang, chunk, ann.text, phrasing)
             records.append(self._record(ann, task, "iepile", "iepile", k, chunk, instruction, "", output,
                                         source_split))
         return records
@@ -466,10 +580,12 @@ class InstructionSynthesizer:
         """Whether an annotation without items of ``task`` still gives records (``empty_keep``)."""
         return self._rng(ann, task, "empty").random() < self.options.empty_keep
 
-    def records(self, ann: Annotation, task: str, source_split: str | None = None) -> list[dict[str, Any]]:
+    def records(self, ann: Annotation, task: str, source_split: str | None = None,
+                paraphrase: bool = False) -> list[dict[str, Any]]:
         """Every record of one annotation and task, in the styles of the options. An annotation
         with no item of the task gives negative records only with probability ``empty_keep``.
-        With ``source_split`` the records also get a ``split`` key."""
+        With ``source_split`` the records also get a ``split`` key; with ``paraphrase`` they use
+        the held-out instruction phrasings only."""
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; allowed: {', '.join(TASKS)}")
         if ann.lang not in LANGS:
@@ -478,16 +594,19 @@ class InstructionSynthesizer:
             return []
         out = []
         for style in self.options.styles:
-            out += (self.text_records if style == "text" else self.iepile_records)(ann, task, source_split)
+            out += (self.text_records if style == "text" else self.iepile_records)(ann, task, source_split,
+                                                                                    paraphrase)
         return out
 
     def synthesize(self, annotations: Iterable[Annotation], tasks: Sequence[str] = TASKS,
-                   source_split: str | None = None) -> list[dict[str, Any]]:
+                   source_split: str | None = None, paraphrase: bool = False) -> list[dict[str, Any]]:
         """The records of many annotations for the given tasks (pass only the tasks a source is
         annotated for: a NER corpus has no relation gold, so RE negatives from it would be wrong)."""
-        return [rec for ann in annotations for task in tasks for rec in self.records(ann, task, source_split)]
+        return [rec for ann in annotations for task in tasks
+                for rec in self.records(ann, task, source_split, paraphrase)]
 
 
-__all__ = ["STYLES", "RECORD_KEYS", "TEMPLATES_FILE", "FORMATS_FILE", "Template", "Templates", "load_templates", "default_templates",
+__all__ = ["STYLES", "RECORD_KEYS", "TEMPLATES_FILE", "FORMATS_FILE", "IEPILE_FILE", "Template", "Templates",
+           "load_templates", "default_templates",
            "format_example", "label_sets_from_schema", "confusable_labels", "InstructionOptions",
            "InstructionSynthesizer", "task_items", "item_label", "schema_text"]

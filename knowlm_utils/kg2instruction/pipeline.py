@@ -13,18 +13,32 @@ its records in memory, so the same code runs on a Wikipedia dump on a cluster no
 5. split by the entity a document is about (no test document is about an entity that a train
    document is about), mixed with general instructions, written as JSONL per split and a
    Hugging Face ``datasets`` folder, with ``report.json``: per-stage precision/recall against
-   the sample world's gold (when ``gold`` is set), linking accuracy, per-rule counts, sizes.
+   the sample world's gold (when ``gold`` is set), linking accuracy, per-rule counts, sizes
+   (``split_records``; ``split_sentences``: corpus sentences per split; ``paraphrase``: the hold-out).
 
-Output folder (replaced whole, like every stage's): ``{train,valid,test}.jsonl``,
-``annotations.jsonl`` (the corrected IE data itself), ``candidates.csv``, ``hf_dataset/``,
+The paraphrase split (``paraphrase.jsonl``) measures what a model learned beyond the wording of
+its training data. When the gold names the sentence template of every statement (the sample
+world's does), ``paraphrase_fraction`` of the templates of each (language, relation) are held out
+(:func:`held_out_templates`): a sentence with a statement written by one of them goes to the
+paraphrase split when its document is a test document and is dropped (and counted) when it is a
+train or valid one, so train, valid and test only ever see the other templates. Paraphrase
+records also use instruction phrasings held out of every other split
+(``instructions.held_out_phrasings``); no general instructions are mixed in. Report its scores
+next to the test split's: the gap is what the model learned about the wording, not the task.
+
+Output folder (replaced whole, like every stage's): ``{train,valid,test,paraphrase}.jsonl``,
+``annotations.jsonl`` (the corrected IE data itself; a sentence held out of train/valid for the
+paraphrase split has ``"split": "held_out"``), ``candidates.csv``, ``hf_dataset/``,
 ``report.json``.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import json
+import logging
 import os
 import random
 import shutil
@@ -47,9 +61,14 @@ from ..ie.linking import (CombinedDetector, EnglishNameRuleDetector, EntityLinke
 from ..kg import load_kg
 from . import correction, evaluation, events, export, instructions, supervision
 from .documents import DocumentPreparer
-from .gold import load_gold
+from .gold import GoldDocument, has_template_ids, load_gold
 
-SPLITS = ("train", "valid", "test")
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "valid", "test")          # the entity splits (general instructions are mixed into these)
+PARAPHRASE = "paraphrase"                    # test-entity sentences written with held-out templates
+OUTPUT_SPLITS = SPLITS + (PARAPHRASE,)       # every <split>.jsonl the stage writes
+HELD_OUT = "held_out"                        # annotations.jsonl: a train/valid sentence held out for paraphrase
 EXTRA_FORMATS = ("conll2003", "peoples_daily", "duie", "duee", "iepile")
 
 
@@ -97,7 +116,15 @@ class KG2InstructionConfig(StageConfig):
                                                           help="templates, styles, formats, schema negatives")
     valid_fraction: float = field(0.1, ge=0, lt=1, help="share of subject entities whose documents go to valid")
     test_fraction: float = field(0.1, ge=0, lt=1, help="share of subject entities whose documents go to test")
-    split_seed: int = field(0, help="seed of the entity → split hash")
+    split_seed: int = field(0, help="seed of the entity → split hash and of the paraphrase hold-out")
+    paraphrase_fraction: float = field(0.2, ge=0, lt=1,
+                                       help="paraphrase split: share of the sentence templates (the gold's template "
+                                            "ids) of each (language, relation) held out of train/valid/test (rounded "
+                                            "half up, at most all but one per group), drawn with split_seed. "
+                                            "Test-entity sentences using one go to paraphrase.jsonl, train/valid ones "
+                                            "are dropped (counted). 0, no gold, or gold without template ids: no "
+                                            "paraphrase split. The sample world: 0.2 holds out 32 of 141 templates, "
+                                            "about a fifth of its sentences")
     general_instructions: str | None = field(None, help="Alpaca-format JSON of general instructions to mix in")
     general_ratio: float = field(0.0, ge=0, help="general records per IE record, in each split")
     hf_dataset: bool = field(True, help="also save the splits as a Hugging Face datasets folder (hf_dataset/)")
@@ -133,13 +160,78 @@ def make_linker(kg, config: KG2InstructionConfig) -> EntityLinker:
     return EntityLinker(kg, gaz, detector, canonical_bonus=config.canonical_bonus)
 
 
+def held_out_templates(gold: dict[tuple[str, int], GoldDocument], fraction: float,
+                       seed: int) -> tuple[frozenset[str], dict[str, dict[str, Any]]]:
+    """The sentence templates kept out of train/valid/test, and a table of them.
+
+    Templates are grouped by the document's language and the relation of the statement's first
+    fact (statements without facts, such as alias sentences, form a group of their own,
+    ``"(no facts)"``).
+    In a group of ``n`` templates, ``fraction × n`` rounded half up are held out, at most ``n - 1``
+    (every group keeps a template for training) — drawn with ``seed`` from the sorted ids, so the
+    choice depends on the gold, the fraction and the seed only.
+    Returns the held-out ids and ``{"lang:relation": {"templates": n, "held_out": [ids]}}``."""
+    groups: dict[tuple[str, str], set[str]] = {}
+    for doc in gold.values():
+        for st in doc.statements:
+            if st.template is not None:
+                groups.setdefault((doc.lang, st.facts[0][1] if st.facts else "(no facts)"), set()).add(st.template)
+    held: set[str] = set()
+    table: dict[str, dict[str, Any]] = {}
+    for (lang, relation), ids in sorted(groups.items()):
+        ordered = sorted(ids)
+        n = len(ordered)
+        k = max(0, min(n - 1, int(fraction * n + 0.5)))
+        chosen = sorted(random.Random(f"{seed}:paraphrase:{lang}:{relation}").sample(ordered, k))
+        held.update(chosen)
+        table[f"{lang}:{relation}"] = {"templates": n, "held_out": chosen}
+    return frozenset(held), table
+
+
+@dataclass
+class _Paraphrase:
+    """The paraphrase hold-out of one build: which templates, and what it moved or dropped."""
+
+    held: frozenset[str] = frozenset()
+    reason: str | None = None                 # why there is no paraphrase split (None: there is one)
+    table: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    dropped: Counter = dataclasses.field(default_factory=Counter)
+
+    @classmethod
+    def plan(cls, config: "KG2InstructionConfig", gold: dict | None) -> "_Paraphrase":
+        if config.paraphrase_fraction <= 0:
+            return cls(reason="paraphrase_fraction is 0")
+        if gold is None:
+            return cls(reason="no gold (the held-out templates come from the gold's template ids)")
+        if not has_template_ids(gold):
+            return cls(reason=f"gold {config.gold} has no sentence template ids (written before they existed: "
+                              "rerun scripts/build_sample_world.py)")
+        held, table = held_out_templates(gold, config.paraphrase_fraction, config.split_seed)
+        return cls(held, None, table)
+
+    @property
+    def enabled(self) -> bool:
+        return self.reason is None
+
+    def route(self, split: str, templates: frozenset[str]) -> str:
+        """Where a sentence with these templates goes: its document's split, ``paraphrase`` (a
+        test sentence with a held-out template) or ``held_out`` (a train/valid one: dropped)."""
+        if not self.held or self.held.isdisjoint(templates):
+            return split
+        if split == "test":
+            return PARAPHRASE
+        self.dropped[split] += 1
+        return HELD_OUT
+
+
 class _SplitWriter:
     """Records → ``<split>.jsonl`` in the build folder, counted by split/task/lang/style/format."""
 
     def __init__(self, folder: Path):
-        self.files = {s: open(folder / f"{s}.jsonl", "w", encoding="utf-8") for s in SPLITS}
+        self.files = {s: open(folder / f"{s}.jsonl", "w", encoding="utf-8") for s in OUTPUT_SPLITS}
         self.counts: Counter = Counter()
-        self.subjects: dict[str, set[str]] = {s: set() for s in SPLITS}
+        self.subjects: dict[str, set[str]] = {s: set() for s in OUTPUT_SPLITS}
+        self.sentences: Counter = Counter()   # corpus sentences (annotations) per split
 
     def write(self, split: str, records: list[dict[str, Any]], subject: str | None = None) -> None:
         fh = self.files[split]
@@ -243,7 +335,7 @@ def _hf_dataset(folder: Path) -> None:
 def _hf_dataset_write(folder: Path, datasets) -> None:
     features = export.record_features(list(instructions.RECORD_KEYS))
     dd = {}
-    for split in SPLITS:
+    for split in OUTPUT_SPLITS:
         path = folder / f"{split}.jsonl"
         if path.stat().st_size:
             dd[split] = datasets.Dataset.from_json(str(path), features=features,
@@ -270,11 +362,16 @@ def build(config: KG2InstructionConfig, nli: Any = None) -> dict[str, Any]:
     if "EE" in config.tasks and config.kg_events:
         ie_schema["events"] = {**events.event_schema(), **ie_schema.get("events", {})}
     gold = load_gold(config.path(config.gold)) if config.gold else None
+    paraphrase = _Paraphrase.plan(config, gold)
+    if not paraphrase.enabled and config.gold and config.paraphrase_fraction > 0:
+        log.warning("no paraphrase split: %s", paraphrase.reason)
     preparer = DocumentPreparer(kg, make_linker(kg, config), gold)
     rules = supervision.build_rules(config.filters, ie_schema, nli)
     review = correction.load_corrections(config.path(config.corrections), ie_schema) if config.corrections else None
     review_stats = correction.CorrectionStats()
-    synth = instructions.InstructionSynthesizer.from_schema(ie_schema, config.instructions)
+    options = config.instructions if paraphrase.enabled else \
+        dataclasses.replace(config.instructions, held_out_phrasings=0)  # no paraphrase split: every phrasing trains
+    synth = instructions.InstructionSynthesizer.from_schema(ie_schema, options)
     ds_stats = supervision.DSStats()
     funnels: list[list[dict[str, Any]]] = []      # [running total] (added one document at a time)
     doc_funnels: list[list[dict[str, Any]]] = []
@@ -305,12 +402,19 @@ def build(config: KG2InstructionConfig, nli: Any = None) -> dict[str, Any]:
                     linking.add(evaluation.linking_scores([doc]))
                 final = human if human is not None else report.kept
                 csv_out.writerows(_review_rows(report.kept, doc, ie_schema, review))
+                templates = {f"{doc.id}:{s.index}": s.templates for s in doc.sentences}
                 for ann, subject in evaluation.annotations_with_subjects([doc], final, ie_schema):
-                    split = split_of(subject, config)
-                    ann_fh.write(json.dumps({**ann.to_dict(), "split": split}, ensure_ascii=False) + "\n")
+                    split = paraphrase.route(split_of(subject, config), templates.get(ann.id, frozenset()))
+                    row = {**ann.to_dict(), "split": split}
+                    if paraphrase.enabled:
+                        row["templates"] = sorted(templates.get(ann.id, ()))
+                    ann_fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    if split == HELD_OUT:
+                        continue
+                    writer.sentences[split] += 1
                     for task in ("NER", "RE"):
                         if task in config.tasks:
-                            writer.write(split, synth.records(ann, task), subject)
+                            writer.write(split, synth.records(ann, task, paraphrase=split == PARAPHRASE), subject)
             for ann, tasks, subject in _extra_annotations(config, kg, conversions):
                 split = split_of(subject or ann.id, config)
                 ann_fh.write(json.dumps({**ann.to_dict(), "split": split}, ensure_ascii=False) + "\n")
@@ -333,6 +437,7 @@ def build(config: KG2InstructionConfig, nli: Any = None) -> dict[str, Any]:
         result = _report(config, writer, preparer, ds_stats, rules, funnels, doc_funnels, linking, conversions,
                          corrections, time.perf_counter() - t0)
         result["general_mixing"] = mixing
+        result["paraphrase"] = _paraphrase_report(paraphrase, writer, synth)
         write_json_atomic(tmp / "report.json", result)
         replace_dir(tmp, out, producer="knowlm ie build")
     except BaseException:
@@ -353,9 +458,25 @@ def _review_rows(kept: list, doc, ie_schema: dict, review) -> Iterator[dict[str,
         yield row
 
 
+def _paraphrase_report(paraphrase: _Paraphrase, writer: _SplitWriter, synth) -> dict[str, Any]:
+    """``report["paraphrase"]``: whether there is a split (and why not), the held-out templates
+    per (language, relation), the held-out instruction phrasings, what went where."""
+    return {
+        "enabled": paraphrase.enabled,
+        "reason": paraphrase.reason,
+        "records": writer.split_total(PARAPHRASE),
+        "sentences": writer.sentences[PARAPHRASE],
+        "dropped_sentences": {s: paraphrase.dropped[s] for s in ("train", "valid")},
+        "templates": sum(g["templates"] for g in paraphrase.table.values()),
+        "held_out_templates": len(paraphrase.held),
+        "template_groups": paraphrase.table,
+        "held_out_phrasings": synth.held_out(),
+    }
+
+
 def _report(config, writer, preparer, ds_stats, rules, funnels, doc_funnels, linking, conversions, corrections,
             wall: float) -> dict[str, Any]:
-    overlap = {s: len(writer.subjects[s] & writer.subjects["train"]) for s in ("valid", "test")}
+    overlap = {s: len(writer.subjects[s] & writer.subjects["train"]) for s in ("valid", "test", PARAPHRASE)}
     return {
         "documents": preparer.stats.as_dict(),
         "distant_supervision": ds_stats.as_dict(),
@@ -366,8 +487,9 @@ def _report(config, writer, preparer, ds_stats, rules, funnels, doc_funnels, lin
         "corrections": corrections,
         "conversions": conversions,
         "sizes": writer.sizes(),
-        "split_records": {s: writer.split_total(s) for s in SPLITS},
-        "subjects": {s: len(writer.subjects[s]) for s in SPLITS},
+        "split_records": {s: writer.split_total(s) for s in OUTPUT_SPLITS},
+        "split_sentences": {s: writer.sentences[s] for s in OUTPUT_SPLITS},
+        "subjects": {s: len(writer.subjects[s]) for s in OUTPUT_SPLITS},
         "subjects_shared_with_train": overlap,
         "wall_s": round(wall, 2),
         "config": config.to_dict(),
@@ -402,4 +524,9 @@ def _cli_build(config: KG2InstructionConfig) -> int:
         print(f"  {row['stage']:20s} {row['candidates']:7d} candidates  P {row['precision']:.3f}  "
               f"R {row['recall']:.3f}")
     print("records: " + ", ".join(f"{s} {n}" for s, n in r["split_records"].items()))
+    p = r["paraphrase"]
+    if p["enabled"]:
+        print(f"held out for paraphrase: {p['held_out_templates']} of {p['templates']} sentence templates; "
+              f"{p['sentences']} test sentences in paraphrase; {p['dropped_sentences']['train']} sentences dropped "
+              f"from train, {p['dropped_sentences']['valid']} from valid")
     return 0

@@ -198,17 +198,71 @@ def template_for(record: Mapping[str, Any], mapping: Mapping[str, str] | None = 
                      f"(templates mapping keys: {', '.join(sorted(merged))}; add one of them or 'default')")
 
 
+#: File an SFT run writes beside its outputs (run folder, final/, final/adapter/): the template
+#: choice and every template's text, so evaluation prompts exactly as training did.
+PROMPTS_FILE = "prompt_templates.json"
+
+
 class PromptSet:
     """The templates of one run, each loaded (and validated) once; per-record prompts."""
 
-    def __init__(self, mapping: Mapping[str, str] | None = None):
+    def __init__(self, mapping: Mapping[str, str] | None = None,
+                 templates: Mapping[str, Mapping[str, Any]] | None = None, where: str = "templates"):
         self.mapping = {**DEFAULT_TEMPLATES, **(mapping or {})}
         for key, value in self.mapping.items():
             if not isinstance(key, str) or not isinstance(value, str) or not value:
-                raise ValueError(f"templates: {key!r}: expected a template name or path, got {value!r}")
+                raise ValueError(f"{where}: {key!r}: expected a template name or path, got {value!r}")
         self._cache: dict[str, Prompter] = {}
+        for name, data in (templates or {}).items():  # embedded texts (a saved run): no file is read
+            self._cache[name] = Prompter.from_dict(data, where=f"{where}: {name}", name=Path(name).stem)
         for value in self.mapping.values():  # fail early on a bad mapping
             self.get(value)
+
+    # ----------------------------------------------------------------- saved with a run ----
+    def to_dict(self) -> dict[str, Any]:
+        """``{"mapping", "templates"}``: the choice and the full text of every template it names."""
+        return {"mapping": dict(self.mapping),
+                "templates": {name: {"description": p.description, "prompt_input": p.prompt_input,
+                                     "prompt_no_input": p.prompt_no_input, "response_split": p.response_split}
+                              for name, p in sorted(self.prompters.items()) if name in self.mapping.values()}}
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Write :data:`PROMPTS_FILE` into ``folder`` (atomically); returns its path."""
+        from ..fileio import write_json_atomic
+
+        path = Path(folder) / PROMPTS_FILE
+        write_json_atomic(path, self.to_dict())
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "PromptSet":
+        """The templates saved by :meth:`save` (a :data:`PROMPTS_FILE` or a folder holding one)."""
+        p = Path(path)
+        p = p / PROMPTS_FILE if p.is_dir() else p
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ValueError(f"{p}: cannot read saved prompt templates ({exc.strerror or exc})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{p}: invalid JSON ({' '.join(str(exc).split())})") from None
+        if not isinstance(data, Mapping) or not isinstance(data.get("mapping"), Mapping) \
+                or not isinstance(data.get("templates"), Mapping):
+            raise ValueError(f"{p}: expected an object with 'mapping' and 'templates' (written by PromptSet.save)")
+        return cls(data["mapping"], data["templates"], where=str(p))
+
+    @classmethod
+    def for_run(cls, *folders: str | os.PathLike | None) -> "PromptSet":
+        """The templates a model was trained with: the first :data:`PROMPTS_FILE` found in one of
+        ``folders`` (an adapter, a checkpoint, a final/ folder) or the two folders above it; the
+        defaults when there is none (e.g. a base model that never saw SFT)."""
+        for folder in folders:
+            if folder is None:
+                continue
+            f = Path(folder).resolve()
+            for candidate in (f, f.parent, f.parent.parent):
+                if (candidate / PROMPTS_FILE).is_file():
+                    return cls.load(candidate / PROMPTS_FILE)
+        return cls()
 
     def get(self, name_or_path: str) -> Prompter:
         if name_or_path not in self._cache:
@@ -243,5 +297,5 @@ class PromptSet:
         return self.prompter(record).response(generated)
 
 
-__all__ = ["PROMPTS_DIR", "TEMPLATE_KEYS", "PLACEHOLDERS", "DEFAULT_TEMPLATES", "available_templates",
+__all__ = ["PROMPTS_DIR", "PROMPTS_FILE", "TEMPLATE_KEYS", "PLACEHOLDERS", "DEFAULT_TEMPLATES", "available_templates",
            "template_path", "Prompter", "template_for", "PromptSet"]

@@ -221,6 +221,7 @@ def main(config: SFTConfig | str | os.PathLike, overrides: Overrides = None) -> 
     from ..train.trainer import (LOG_HISTORY, METRICS, checkpoint_manifest_callback, last_eval, log_history_callback,
                                  make_trainer_class, resume_sampler, stop_callback, training_arguments)
     from .data import SFTCollator
+    from .prompter import PromptSet
 
     config = SFTConfig.load(config, overrides)
     t_start = time.time()
@@ -233,6 +234,10 @@ def main(config: SFTConfig | str | os.PathLike, overrides: Overrides = None) -> 
     tokenizer_dir = _resolve(config, config.tokenizer or config.base_model)
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True, trust_remote_code=False)
     data = prepare_data(config, tokenizer)
+    prompts = PromptSet(config.data.templates)
+    if int(os.environ.get("RANK", "0")) == 0:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        prompts.save(output_dir)  # checkpoints find it one folder up; knowlm eval ie prompts the same way
     args = training_arguments(config, output_dir, rt.device, rt.precision, rt.ds_config, bool(data.eval))
     model, what, full = build_sft_model(config, tokenizer_dir, len(tokenizer))
     trainable, total = trainable_parameter_count(model)
@@ -268,6 +273,8 @@ def main(config: SFTConfig | str | os.PathLike, overrides: Overrides = None) -> 
         if n == 0 or trained == 0:
             raise RuntimeError(f"{final / 'adapter'}: the saved adapter is empty or untrained ({n} tensors, "
                                f"{trained} non-zero LoRA B matrices)")
+        for folder in (final, final / "adapter"):
+            prompts.save(folder)
         adapter = {"tensors": n, "trained_lora_b": trained,
                    "bytes": (final / "adapter" / "adapter_model.safetensors").stat().st_size}
     runtime = float(train_out.metrics.get("train_runtime", float("nan")))
