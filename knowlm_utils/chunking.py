@@ -783,9 +783,9 @@ def encode_per_sentence(sp, text: str, lang: str, seq_length: int) -> list[list[
 def plot_chunk_plan(lengths: Sequence[int], plans: dict[str, list[tuple[int, int]]], seq_length: int,
                     bos: bool = True, eos: bool = True, ax=None, label_units: bool = True):
     """Draw a document's units as a row of boxes along the token axis (BOS/EOS counted in the
-    first/last unit) and, for each strategy in ``plans``, one bar per sample over the units it
-    holds. Samples alternate between two lanes so that an overlap with the previous sample is
-    visible. Returns the matplotlib Axes."""
+    first/last unit, labelled e.g. "40+BOS" and "14+EOS") and, for each strategy in ``plans``, one
+    bar per sample over the units it holds, labelled with its tokens. Samples alternate between two
+    lanes so that an overlap with the previous sample is visible. Returns the matplotlib Axes."""
     import matplotlib.pyplot as plt
 
     cost = [int(x) for x in lengths]
@@ -797,7 +797,9 @@ def plot_chunk_plan(lengths: Sequence[int], plans: dict[str, list[tuple[int, int
     for i, c in enumerate(cost):
         ax.barh(0, c, left=x[i], height=0.6, color="0.85", edgecolor="0.3")
         if label_units and c >= 0.03 * x[-1]:
-            ax.text(x[i] + c / 2, 0, str(c), ha="center", va="center", fontsize=7)
+            extra = "+".join(t for t, on in (("BOS", bos and i == 0), ("EOS", eos and i == len(cost) - 1)) if on)
+            ax.text(x[i] + c / 2, 0, f"{lengths[i]}+{extra}" if extra else str(c), ha="center", va="center",
+                    fontsize=7)
     ticks, names = [0], ["units"]
     for row, (name, plan) in enumerate(plans.items(), start=1):
         for k, (s, e) in enumerate(plan):

@@ -11,6 +11,11 @@ stage module's ``main(config, overrides=None)`` / functions (the same code the n
     knowlm ie build                  stage 06  knowlm_utils.kg2instruction.pipeline
     knowlm sft                       stage 07  knowlm_utils.sft.train (LoRA instruction tuning)
     knowlm eval ie                   stage 08  knowlm_utils.ie.eval_cli (P/R/F1 of generated answers)
+    knowlm weights make-diff|recover stage 09  knowlm_utils.release.cli (weight diffs, LoRA merge, GGUF)
+    knowlm checksum make|verify      stage 09  knowlm_utils.release.checksums (SHA256SUMS / MD5SUMS)
+    knowlm hub download|upload       stage 09  knowlm_utils.release.hub (Hugging Face Hub, verified)
+    knowlm generate                  stage 10  knowlm_utils.generate_cli (prompts, case files, --interactive)
+    knowlm serve                     stage 10  knowlm_utils.serve (HTTP API: /generate, OpenAI /v1)
     knowlm course run                          knowlm_utils.course (papermill)
 
 Config-driven commands take ``CONFIG.yaml``, ``-o key=value`` and ``--print-config``, and
@@ -29,7 +34,8 @@ from .config import ConfigError
 COMMANDS: dict[str, str] = {
     "corpus": "corpus", "tokenizer": "tokenizer", "chunk": "chunk_report", "preprocess": "preprocess",
     "index": "index", "launch": "launch", "pretrain": "pretrain", "ie": "kg2instruction.pipeline", "sft": "sft.train", "eval": "ie.eval_cli",
-    "course": "course",
+    "weights": "release.cli", "checksum": "release.checksums", "hub": "release.hub",
+    "generate": "generate_cli", "serve": "serve", "course": "course",
 }
 # configs/<folder>/*.yaml -> "module:ConfigClass" (a test loads every YAML with its class)
 CONFIG_CLASSES: dict[str, str] = {

@@ -30,8 +30,8 @@ def accounting_table(stats: dict[str, Any]) -> pd.DataFrame:
                "duplicates": s["duplicates"], "skipped": s["skipped"]}
         row.update({f"rule:{r}": s["by_rule"].get(r, 0) for r in stats["rules"] + ["exact_duplicate", "near_duplicate"]})
         row.update({f"skip:{r}": s["by_skip"].get(r, 0) for r in stats["skip_reasons"]})
-        row["MB_in"] = round(s["chars_in"] / 1e6, 3)
-        row["MB_kept"] = round(s["chars_kept"] / 1e6, 3)
+        row["Mchars_in"] = round(s["chars_in"] / 1e6, 3)      # millions of characters (not bytes)
+        row["Mchars_kept"] = round(s["chars_kept"] / 1e6, 3)
         rows.append(row)
     df = pd.DataFrame(rows).set_index("source")
     df.loc["TOTAL"] = df.sum(numeric_only=True)
@@ -40,26 +40,61 @@ def accounting_table(stats: dict[str, Any]) -> pd.DataFrame:
 
 
 def plot_length_histograms(stats: dict[str, Any], axes=None):
-    """Document-length distributions (log10 characters) per source, before and after cleaning."""
+    """Document lengths (log10 characters) per source: documents kept (blue) and removed by a rule
+    or as a duplicate (red, drawn narrower in front), on a log count axis so that a bin holding a
+    single document is as visible as one holding a hundred."""
     import matplotlib.pyplot as plt
 
     names = list(stats["sources"])
     if axes is None:
-        _, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 2.8), sharey=False, squeeze=False)
+        _, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 2.9), sharey=True, squeeze=False)
         axes = axes[0]
-    edges = np.array(stats["length_bins_log10"] + [stats["length_bins_log10"][-1] + 0.1])
+    left = np.array(stats["length_bins_log10"], float)
+    width = float(left[1] - left[0]) if len(left) > 1 else 0.1
     for ax, name in zip(axes, names):
         s = stats["sources"][name]
-        ax.stairs(s["hist_before"], edges, label="before", fill=True, alpha=0.35)
-        ax.stairs(s["hist_after"], edges, label="after", linewidth=1.5)
-        used = np.nonzero(np.array(s["hist_before"]))[0]
+        before, after = np.array(s["hist_before"]), np.array(s["hist_after"])
+        removed = before - after
+        ax.bar(left, np.where(after > 0, after, np.nan), width, align="edge", color="tab:blue", alpha=0.45,
+               label="kept")
+        ax.bar(left + 0.2 * width, np.where(removed > 0, removed, np.nan), 0.6 * width, align="edge",
+               color="tab:red", label="removed")
+        used = np.nonzero(before)[0]
         if used.size:
-            ax.set_xlim(edges[max(used[0] - 2, 0)], edges[min(used[-1] + 3, len(edges) - 1)])
-        ax.set_title(name, fontsize=9)
+            ax.set_xlim(left[max(used[0] - 2, 0)], left[min(used[-1] + 3, len(left) - 1)] + width)
+        ax.set_yscale("log")
+        ax.set_ylim(0.7, max(2.0, before.max() * 1.6))
+        ax.set_title(f"{name} ({int(removed.sum())} of {int(before.sum())} removed)", fontsize=9)
         ax.set_xlabel("log10(characters)")
-    axes[0].set_ylabel("documents")
-    axes[0].legend(fontsize=8)
+    axes[0].set_ylabel("documents (log scale)")
+    axes[0].legend(fontsize=8, loc="upper left")
     return axes
+
+
+def plot_rule_outcomes(report: pd.DataFrame, ax=None):
+    """What happened to the planted lines of each rule (a table of
+    :func:`evaluate_against_manifest`): caught by their rule (green), removed by another rule
+    (orange), kept by mistake (red); to the left of zero, the clean documents the rule removed
+    (false alarms, grey). All-green bars and nothing left of zero mean recall and precision 1."""
+    import matplotlib.pyplot as plt
+
+    rows = report.drop("ALL", errors="ignore")
+    rows = rows[(rows["planted"] > 0) | (rows["clean_docs_removed"] > 0)].iloc[::-1]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(9, 0.32 * len(rows) + 1.2))
+    y = np.arange(len(rows))
+    caught, other, missed = rows["caught"], rows["removed_by_other_rule"], rows["kept_by_mistake"]
+    ax.barh(y, caught, color="tab:green", label="caught by its rule")
+    ax.barh(y, other, left=caught, color="tab:orange", label="removed by another rule")
+    ax.barh(y, missed, left=caught + other, color="tab:red", label="kept by mistake")
+    ax.barh(y, -rows["clean_docs_removed"], color="grey", hatch="//", label="clean documents removed")
+    ax.axvline(0, color="black", lw=0.8)
+    right = float((caught + other + missed).max()) if len(rows) else 1.0
+    ax.set_xlim(-max(float(rows["clean_docs_removed"].max()) if len(rows) else 0.0, 0.08 * right) * 1.1, right * 1.05)
+    ax.set_yticks(y, rows.index)
+    ax.set_xlabel("planted lines (right of 0) · false alarms (left of 0)")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    return ax
 
 
 def load_manifest(path: str | os.PathLike) -> list[dict]:

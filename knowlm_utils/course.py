@@ -4,10 +4,18 @@ parameters from a YAML config, and writes ``runs/<run-name>/summary.{json,md}``.
 Notebooks record results with :func:`record_metrics`; the values travel inside the executed
 notebook as an output with mime type ``application/vnd.knowlm.metrics+json`` and the runner
 collects them into the summary (no side files, works the same under JupyterLab and papermill).
+
+A learner's first screens should hold what the course means to show. The runner therefore starts
+kernels over encrypted sockets (no "Kernel is running over TCP without encryption" per notebook)
+and checks every executed notebook for output nobody intended (:func:`unexpected_output`: stderr
+lines, warnings, raw progress bars, saved progress widgets), minus the allow-list
+:data:`EXPECTED_OUTPUT`; what is left is reported per notebook in the summary (``make test``
+fails on it).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -60,8 +68,17 @@ def record_metrics(**metrics: Any) -> None:
 def quiet_libraries() -> None:
     """Keep a notebook's output to what it prints: transformers and datasets log errors only and
     show no progress bars of their own (weight loading, dataset writing), and their deprecation
-    and generation-length notices are not printed. Full logs of training runs go to files."""
+    and generation-length notices are not printed. Full logs of training runs go to files. Pandas
+    tables show a ``$`` in text as a dollar sign (JupyterLab would otherwise typeset the text
+    between two of them as maths)."""
     import warnings
+
+    try:
+        import pandas as pd
+
+        pd.set_option("display.html.use_mathjax", False)
+    except ImportError:  # pragma: no cover - a dependency
+        pass
 
     try:
         import transformers
@@ -79,10 +96,184 @@ def quiet_libraries() -> None:
         pass
     import logging
 
+    # DeepSpeed (imported by transformers when a model is saved) warns that it found no GPU on a
+    # CPU machine; naming the CPU accelerator up front is what the launcher does for its workers too
+    if "deepspeed" not in sys.modules and "DS_ACCELERATOR" not in os.environ:
+        import torch
+
+        if not torch.cuda.is_available():
+            os.environ["DS_ACCELERATOR"] = "cpu"
     # bitsandbytes (imported by PEFT) warns on import that an optional CPU kernel package is absent
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     for category in (FutureWarning, DeprecationWarning, UserWarning):
         warnings.filterwarnings("ignore", category=category, module=r"(transformers|torch|peft|datasets)\b.*")
+
+
+class LaunchProgress:
+    """One live status line for a launched training run (``launch_pretrain(..., echo=False,
+    on_output=LaunchProgress(log_path))``): the step of the Trainer's progress bar, elapsed and
+    remaining time, the latest training and held-out loss, and where the full log is. Under
+    IPython the line is one display that is updated in place (an executed notebook keeps its last
+    state); elsewhere it is printed every ``every_s`` seconds."""
+
+    # the Trainer's bar has no description ("unigram counts: 100%|…| 1/1" is another bar)
+    _BAR = re.compile(r"^\s*\d+%\|[^|]*\|\s*(\d+)/(\d+) \[([0-9:]+)<([0-9:?]+)")
+    _LOSS = re.compile(r"'(eval_loss|loss)': '?([0-9.]+(?:e[-+]?\d+)?)")
+
+    def __init__(self, log_path: str | os.PathLike | None = None, label: str = "training", every_s: float = 1.0):
+        self.log_path, self.label, self.every_s = log_path, label, every_s
+        self.step = self.total = None
+        self.elapsed = self.left = ""
+        self.loss: dict[str, float] = {}
+        self._last = 0.0
+        self._handle = None
+        try:
+            from IPython import get_ipython
+            from IPython.display import display
+
+            if get_ipython() is not None:
+                self._handle = display({"text/plain": self.text()}, raw=True, display_id=True)
+        except ImportError:  # pragma: no cover - IPython is a dependency
+            pass
+
+    def text(self) -> str:
+        parts = [self.label]
+        if self.step is not None:
+            parts[0] += f": step {self.step}/{self.total}"
+            running = self.step < self.total and self.left and "?" not in self.left
+            parts.append(f"{self.elapsed} elapsed" + (f", ~{self.left} left" if running else ""))
+        else:
+            parts[0] += ": starting"
+        if "loss" in self.loss:
+            parts.append(f"train loss {self.loss['loss']:.3f}")
+        if "eval_loss" in self.loss:
+            parts.append(f"held-out loss {self.loss['eval_loss']:.3f}")
+        if self.log_path is not None:
+            parts.append(f"full log: {self.log_path}")
+        return " · ".join(parts)
+
+    def __call__(self, segment: str) -> None:
+        bar = self._BAR.search(segment)
+        if bar and (self.total is None or int(bar.group(2)) >= self.total):  # not an evaluation's short bar
+            self.step, self.total = int(bar.group(1)), int(bar.group(2))
+            self.elapsed, self.left = bar.group(3), bar.group(4)
+        for key, value in self._LOSS.findall(segment):
+            self.loss[key] = float(value)
+        now = time.monotonic()
+        if now - self._last >= self.every_s:
+            self._last = now
+            self._show()
+
+    def _show(self) -> None:
+        if self._handle is not None:
+            self._handle.update({"text/plain": self.text()}, raw=True)
+        else:
+            print(self.text(), flush=True)
+
+    def close(self) -> None:
+        """Show the final state (call after the launch returned)."""
+        self._show()
+
+
+# --------------------------------------------------------------------------------------------
+# Output nobody intended
+# --------------------------------------------------------------------------------------------
+
+#: Lines an executed notebook may show although they match :func:`unexpected_output`'s rules:
+#: (notebook number or ``*``, regular expression searched in the line, why it is expected). Empty:
+#: notebooks 00-05 print no warning, stderr line or raw progress bar on purpose. Add an entry only
+#: for output a notebook shows to teach something, never to hide a library's noise (silence that at
+#: its source: ``quiet_libraries``, ``echo=False`` + a log file, ``progress=False``).
+EXPECTED_OUTPUT: list[tuple[str, str, str]] = []
+
+# stdout lines that look like warnings, tracebacks, terminal control codes or raw progress bars
+_NOISY_STDOUT = re.compile(
+    r"\bWARN(ING)?\b"                      # logging: "[WARNING]", "WARNING:"
+    r"|\b\w*Warning: "                     # warnings.warn: "UserWarning: …"
+    r"|^\w*(Error|Exception): "            # an exception message at the start of a line
+    r"|Traceback \(most recent call last\)"
+    r"|Failed to "
+    r"|\x1b\["                             # terminal escape codes ("[A" of nested progress bars)
+    r"|\d+%\|[^|]*\|")                      # a tqdm progress bar
+_WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+MAX_STREAM_OUTPUTS = 30   # a cell with more separate stream outputs floods the page
+
+
+def unexpected_output(nb, notebook: str = "", allow: list[tuple[str, str, str]] | None = None) -> list[str]:
+    """Output of an executed notebook that the course did not intend, as ``"cell N: text"``
+    lines (N = index of the cell in the source notebook; papermill's injected cells are not
+    counted): every non-blank line written to **stderr**
+    (JupyterLab shows stderr as a pink, error-looking block), **stdout** lines that look like
+    warnings, tracebacks, terminal escape codes or raw progress bars, saved **widget** views (a
+    progress bar that stays on the page at its last state), and cells with more than
+    ``MAX_STREAM_OUTPUTS`` separate stream outputs. Lines matching an ``allow`` entry
+    (default :data:`EXPECTED_OUTPUT`) for this ``notebook`` (its number, e.g. "05") are left out."""
+    allow = EXPECTED_OUTPUT if allow is None else allow
+    rules = [re.compile(rx) for nn, rx, _ in allow if nn in ("*", notebook[:2])]
+    found: list[str] = []
+
+    def report(i: int, line: str) -> None:
+        line = line.rstrip()
+        if line.strip() and not any(r.search(line) for r in rules):
+            found.append(f"cell {i}: {line[:300]}")
+
+    added_by_papermill = {"injected-parameters", "papermill-error-cell-tag"}
+    cells = [c for c in nb.get("cells", []) if not added_by_papermill & set(c.get("metadata", {}).get("tags", []))]
+    for i, cell in enumerate(cells):
+        if cell.get("cell_type") != "code":
+            continue
+        outputs = cell.get("outputs", [])
+        streams = [o for o in outputs if o.get("output_type") == "stream"]
+        if len(streams) > MAX_STREAM_OUTPUTS:
+            report(i, f"{len(streams)} separate stream outputs (show one status line; keep the rest in a log file)")
+        for out in outputs:
+            if out.get("output_type") == "stream":
+                text = out.get("text", "")
+                text = "".join(text) if isinstance(text, list) else text
+                for line in re.split(r"\r\n|\r|\n", text):
+                    if out.get("name") == "stderr" or _NOISY_STDOUT.search(line):
+                        report(i, line)
+            elif _WIDGET_MIME in out.get("data", {}):
+                shown = out["data"].get("text/plain", "")
+                report(i, "widget: " + ("".join(shown) if isinstance(shown, list) else shown))
+    return found
+
+
+def plot_course_map(stages: list[str], built: list[bool], per_row: int = 5, ax=None):
+    """The course's stages as boxes on a path that runs left to right along the top row and back
+    right to left along the next, so every arrow joins neighbours (no arrow crosses a box). Built
+    stages are filled, planned ones dashed and grey. Returns the axes."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyBboxPatch
+
+    rows = (len(stages) + per_row - 1) // per_row
+    if ax is None:
+        _, ax = plt.subplots(figsize=(12, 1.6 * rows + 0.6))
+    ax.set_axis_off()
+    ax.set_xlim(0, per_row)
+    ax.set_ylim(-0.45, rows)
+
+    def place(i: int) -> tuple[float, float]:
+        row, col = divmod(i, per_row)
+        return (col if row % 2 == 0 else per_row - 1 - col) + 0.08, rows - 1 - row + 0.15
+
+    for i, (name, done) in enumerate(zip(stages, built)):
+        x, y = place(i)
+        ax.add_patch(FancyBboxPatch((x, y), 0.8, 0.65, boxstyle="round,pad=0.02",
+                                    fc=f"C{i % 10}" if done else "white", alpha=0.35 if done else 1.0,
+                                    ec="black" if done else "grey", ls="-" if done else "--"))
+        ax.text(x + 0.4, y + 0.33, name + ("" if done else "\n(planned)"), ha="center", va="center", fontsize=9,
+                color="black" if done else "grey")
+        if i + 1 < len(stages):
+            (x2, y2) = place(i + 1)
+            if y2 == y:  # same row: from the facing side of this box to the next one
+                start, end = ((x + 0.82, y + 0.33), (x2 - 0.02, y + 0.33)) if x2 > x else \
+                             ((x - 0.02, y + 0.33), (x2 + 0.82, y + 0.33))
+            else:        # down to the row below, at the end of the row
+                start, end = (x + 0.4, y - 0.02), (x2 + 0.4, y2 + 0.67)
+            ax.annotate("", end, start, arrowprops={"arrowstyle": "->", "color": "black" if built[i + 1] else "grey"})
+    ax.text(0.08, -0.35, "filled: built (notebook present) · dashed: planned", fontsize=8, color="grey")
+    return ax
 
 
 def collect_metrics(nb) -> dict[str, Any]:
@@ -189,6 +380,30 @@ def _failure(nb_path: Path, exc: Exception) -> str:
     return f"{nb_path.name}: {cell_desc}: {ename}: {evalue}"
 
 
+@functools.lru_cache(maxsize=None)
+def kernel_manager_class():
+    """The kernel manager the runner starts notebooks with: CurveZMQ-encrypted sockets when pyzmq
+    supports them (the kernelspec of ipykernel declares support), otherwise local IPC sockets.
+    Either way ipykernel has no reason to print "Kernel is running over TCP without encryption"
+    for every notebook, and no other program on the machine can read the kernel's traffic."""
+    import zmq
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    curve = bool(zmq.has("curve"))
+
+    class CourseKernelManager(AsyncKernelManager):
+        @default("transport_encryption")
+        def _course_encryption(self):
+            return "auto" if curve else "disabled"
+
+        @default("transport")
+        def _course_transport(self):
+            return "tcp" if curve else "ipc"
+
+    return CourseKernelManager
+
+
 def main(config: CourseConfig | str | os.PathLike, only: list[str] | None = None, start: str | None = None,
          smoke: bool = False, params: list[str] | None = None) -> int:
     """Run the course; returns 0 when every selected notebook succeeded, else 1."""
@@ -226,16 +441,21 @@ def main(config: CourseConfig | str | os.PathLike, only: list[str] | None = None
         try:
             pm.execute_notebook(str(nb), str(out_nb), parameters=parameters, kernel_name=config.kernel,
                                 cwd=str(repo_root()), progress_bar=False,
-                                execution_timeout=config.cell_timeout_s)
+                                execution_timeout=config.cell_timeout_s, kernel_manager_class=kernel_manager_class())
             entry.update(status="ok", error=None)
         except Exception as exc:  # papermill wraps kernel errors in PapermillExecutionError
             entry.update(status="failed", error=_failure(out_nb, exc))
             failed = nb.stem
         entry["wall_s"] = round(time.perf_counter() - t0, 2)
-        entry["metrics"] = collect_metrics(nbformat.read(out_nb, as_version=4)) if out_nb.exists() else {}
+        executed = nbformat.read(out_nb, as_version=4) if out_nb.exists() else None
+        entry["metrics"] = collect_metrics(executed) if executed is not None else {}
+        entry["unexpected_output"] = unexpected_output(executed, nb.name) if executed is not None else []
         entry["executed"] = str(out_nb)
         summary["notebooks"][nb.stem] = entry
         print(f"[course] {nb.stem}: {entry['status']} in {entry['wall_s']:.1f} s", flush=True)
+        if entry["unexpected_output"]:
+            print(f"[course] {nb.stem}: {len(entry['unexpected_output'])} line(s) of unexpected output, first: "
+                  f"{entry['unexpected_output'][0]}", file=sys.stderr, flush=True)
         if failed:
             print(f"[course] FAILED {entry['error']}", file=sys.stderr, flush=True)
     summary["notebooks"] = dict(sorted(summary["notebooks"].items()))
@@ -259,6 +479,10 @@ def render_summary_md(summary: dict[str, Any]) -> str:
     errors = [(n, e["error"]) for n, e in summary["notebooks"].items() if e.get("status") == "failed"]
     if errors:
         lines += ["", "## Errors", ""] + [f"- {err}" for _, err in errors]
+    noise = [(n, e["unexpected_output"]) for n, e in summary["notebooks"].items() if e.get("unexpected_output")]
+    if noise:
+        lines += ["", "## Unexpected output (stderr, warnings, raw progress bars; see course.EXPECTED_OUTPUT)", ""]
+        lines += [f"- {n}: `{line}`" for n, found in noise for line in found[:10]]
     return "\n".join(lines) + "\n"
 
 

@@ -29,7 +29,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterable, Literal, Sequence
+from typing import Any, Callable, Iterable, Literal, Sequence
 
 from .fileio import write_json_atomic, write_text_atomic
 
@@ -580,7 +580,8 @@ def slurm_script(script: str | os.PathLike, script_args: Sequence[Any] | None = 
 
 
 def run_launcher(argv: Sequence[str], env: dict[str, str] | None = None, log_path: str | os.PathLike | None = None,
-                 echo: bool = True, cwd: str | os.PathLike | None = None, tail_lines: int = 40) -> int:
+                 echo: bool = True, cwd: str | os.PathLike | None = None, tail_lines: int = 40,
+                 on_output: Callable[[str], None] | None = None) -> int:
     """Run ``argv`` (no shell), printing its output (stdout and stderr) as it arrives — a
     Jupyter cell shows it live — and appending it to ``log_path``. ``env`` is merged over
     ``os.environ``.
@@ -588,6 +589,11 @@ def run_launcher(argv: Sequence[str], env: dict[str, str] | None = None, log_pat
     Progress bars redraw a line with ``\r``: those segments are echoed as they come (the
     notebook/terminal overwrites the line), while the log and the error tail keep only each
     line's final state, so a 10,000-step bar is one line there, not 10,000.
+
+    ``on_output`` receives every segment as it arrives (a line ending in ``\n`` or a progress
+    redraw ending in ``\r``), echoed or not: a notebook passes
+    :class:`knowlm_utils.course.LaunchProgress` with ``echo=False`` to show one live status line
+    while the full output goes to the log only.
 
     Returns 0 on success; a non-zero exit raises ``LaunchError`` carrying the exit code and the
     last ``tail_lines`` lines. Ctrl-C / interrupting the kernel terminates the whole process
@@ -632,6 +638,8 @@ def run_launcher(argv: Sequence[str], env: dict[str, str] | None = None, log_pat
             for segment in stream:
                 if echo:
                     print(segment, end="", flush=True)
+                if on_output is not None:
+                    on_output(segment)
                 if segment.endswith("\r"):
                     redraw = segment[:-1]
                 else:
@@ -757,7 +765,8 @@ def _cli_slurm(args) -> int:
 def launch_stage(script: str | os.PathLike, config_path: str | os.PathLike, nprocs: int = 1,
                  launcher: str = "deepspeed", overrides: Sequence[str] | None = None,
                  log_path: str | os.PathLike | None = None, device: str = "cpu", echo: bool = True,
-                 extensions_dir: str | os.PathLike | None = None) -> int:
+                 extensions_dir: str | os.PathLike | None = None,
+                 on_output: Callable[[str], None] | None = None) -> int:
     """Run a training entry point (``scripts/pretrain.py``, ``scripts/sft.py``) as ``SCRIPT CONFIG
     -o k=v …`` under ``deepspeed`` / ``torchrun`` with ``nprocs`` processes on this machine,
     streaming its output live (a notebook cell shows the progress) and appending it to
@@ -780,4 +789,5 @@ def launch_stage(script: str | os.PathLike, config_path: str | os.PathLike, npro
                              extensions_dir=extensions_dir)
     if device == "cpu" and "OMP_NUM_THREADS" not in os.environ:  # share the cores, do not oversubscribe them
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nprocs))
-    return run_launcher(argv, env, log_path=log_path, echo=echo, cwd=str(Path(script).resolve().parent.parent))
+    return run_launcher(argv, env, log_path=log_path, echo=echo, cwd=str(Path(script).resolve().parent.parent),
+                        on_output=on_output)

@@ -411,3 +411,28 @@ def estimate_throughput(run: PublishedRun = KNOWLM_13B_RUN) -> ThroughputEstimat
         flops_per_token=flops_per_token(config, run.seq_length), mfu=mfu(tps, *args),
         hfu=mfu(tps, *args, recompute=run.gradient_checkpointing),
     )
+
+
+@dataclass(frozen=True)
+class OffloadMemory:
+    """Memory for the model states of ZeRO-3 with optimizer **and** parameter offload."""
+
+    host_bytes_per_node: float     # pinned CPU RAM on each node
+    gpu_bytes_per_device: float    # the largest layer, gathered for its forward/backward
+    bytes_per_parameter: int       # held in host RAM, summed over the nodes (before the buffer factor)
+
+
+def zero3_offload_memory(config, nodes: int, buffer_factor: float = 1.5) -> OffloadMemory:
+    """Host RAM per node and GPU memory per device that the model states need under ZeRO-3 with
+    ``offload_optimizer`` and ``offload_param`` (KnowLM's 13B config), computed the way
+    DeepSpeed's ``estimate_zero3_model_states_mem_needs`` does (with ``zero_init``, its default):
+    the nodes' host RAM together holds 18 bytes per parameter — fp16 parameters (2), fp32
+    gradients handed to the CPU optimizer (4), fp32 master weights (4), Adam's two moments (4 + 4)
+    — times a buffer factor (1.5), split over the nodes; each GPU holds only the largest layer
+    (here the embedding or LM-head matrix) in fp32 while it is computed. Activations, the
+    communication buckets and the CUDA context come on top of the GPU figure."""
+    pc = count_parameters(config)
+    largest = max(pc.embeddings, pc.lm_head)
+    return OffloadMemory(host_bytes_per_node=pc.total * 18 / nodes * buffer_factor,
+                         gpu_bytes_per_device=4 * largest, bytes_per_parameter=18)
+

@@ -389,17 +389,20 @@ def pretrain_script() -> Path:
 
 def launch_pretrain(config_path: str | os.PathLike, nprocs: int = 1, launcher: str = "deepspeed",
                     overrides: Sequence[str] | None = None, log_path: str | os.PathLike | None = None,
-                    device: str = "cpu", echo: bool = True, extensions_dir: str | os.PathLike | None = None) -> int:
+                    device: str = "cpu", echo: bool = True, extensions_dir: str | os.PathLike | None = None,
+                    on_output=None) -> int:
     """Run ``scripts/pretrain.py CONFIG -o k=v …`` under ``deepspeed`` / ``torchrun`` with
     ``nprocs`` processes on this machine, streaming its output live (a notebook cell shows the
-    progress) and appending it to ``log_path``. Raises ``LaunchError`` (exit code + last lines)
+    progress; ``echo=False, on_output=LaunchProgress(...)`` shows one status line instead) and
+    appending it to ``log_path``. Raises ``LaunchError`` (exit code + last lines)
     on failure. Returns 0. A relative ``workdir=…`` override is taken from the current directory
     (or the repository root), like a notebook's ``workdir`` parameter; in the YAML itself,
     relative paths are taken from the YAML's folder."""
     from .launch import launch_stage
 
     return launch_stage(pretrain_script(), config_path, nprocs=nprocs, launcher=launcher, overrides=overrides,
-                        log_path=log_path, device=device, echo=echo, extensions_dir=extensions_dir)
+                        log_path=log_path, device=device, echo=echo, extensions_dir=extensions_dir,
+                        on_output=on_output)
 
 
 # ============================================================================ CLI =========

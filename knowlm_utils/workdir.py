@@ -71,6 +71,10 @@ ARTIFACTS: dict[str, Artifact] = {
         "the course's LoRA SFT run: final/ (merged model + adapter/), checkpoint-N/ (adapters), metrics.json, "
         "log_history.json, launch.log",
     ),
+    "release": Artifact(
+        "release", "09_release_and_recovery", "knowlm weights make-diff|recover|merge-lora|export-gguf …",
+        "notebook 09's scratch folder: diff/ (tuned − raw, manifest, SHA256SUMS), recovered/, merged/, model.gguf",
+    ),
 }
 
 

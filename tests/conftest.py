@@ -128,3 +128,61 @@ def model(sp_model_path):
     from knowlm_utils.modeling import tiny_llama
 
     return tiny_llama(sp_model_path, seed=0).eval()
+
+
+# ------------------------------------------------------------------ stage 09 (weights release) ----
+
+
+def release_config(vocab_size: int = 2000, **overrides):
+    """A tiny LLaMA config for the weights-release tests: hidden 32, 2 layers, 4 heads."""
+    from transformers import LlamaConfig
+
+    kw = dict(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+              num_key_value_heads=4, max_position_embeddings=128, bos_token_id=1, eos_token_id=2)
+    kw.update(overrides)
+    return LlamaConfig(**kw)
+
+
+def save_release_model(model, folder: Path, tokenizer_dir: Path | None = None, **save_kwargs) -> Path:
+    """``model.save_pretrained(folder)`` (safetensors unless told otherwise) plus the tokenizer files."""
+    import shutil
+
+    model.save_pretrained(folder, **save_kwargs)
+    if tokenizer_dir is not None:
+        for p in Path(tokenizer_dir).iterdir():
+            if p.is_file() and (p.name.startswith("tokenizer") or p.name == "special_tokens_map.json"):
+                shutil.copyfile(p, folder / p.name)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def hf_tokenizer_dir(sp_model_path, tmp_path_factory) -> Path:
+    """The session's SentencePiece model as a Hugging Face tokenizer folder (2000 tokens)."""
+    import shutil
+
+    from knowlm_utils.tokenizer import write_hf_files
+
+    d = tmp_path_factory.mktemp("hf_tok")
+    shutil.copyfile(sp_model_path, d / "tokenizer.model")
+    write_hf_files(d)
+    return d
+
+
+@pytest.fixture(scope="session")
+def extended_tokenizer_dir(sp_model_path, tmp_path_factory) -> Path:
+    """The session tokenizer extended with 10 pieces (Chinese-LLaMA-Alpaca's way: a merged
+    tokenizer.model + HF files), 2010 tokens."""
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    from knowlm_utils import spm
+    from knowlm_utils.tokenizer import extend_vocabulary
+
+    proto = spm.load_proto(sp_model_path)
+    low = min(p.score for p in proto.pieces)
+    for k in range(10):
+        piece = proto.pieces.add()
+        piece.piece, piece.score, piece.type = f"新词{k}", low - 1 - k, pb.ModelProto.SentencePiece.NORMAL
+    root = tmp_path_factory.mktemp("ext_tok")
+    (root / "add.model").write_bytes(proto.SerializeToString())
+    extend_vocabulary(sp_model_path, root / "add.model", root / "tok")
+    return root / "tok"

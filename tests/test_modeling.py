@@ -194,3 +194,19 @@ def test_knowlm_13b_throughput_and_mfu():
     # halving the step time doubles the MFU
     fast = estimate_throughput(dataclasses.replace(run, step_seconds=130.0))
     assert fast.mfu == pytest.approx(2 * est.mfu)
+
+
+def test_zero3_offload_memory_matches_deepspeeds_estimator():
+    """The host-RAM figure notebook 05 quotes is DeepSpeed's own estimate (offload of optimizer and
+    parameters, zero_init): 18 bytes per parameter × 1.5 over the nodes; the GPU keeps the largest layer."""
+    from deepspeed.runtime.zero.stage3 import estimate_zero3_model_states_mem_needs
+
+    from knowlm_utils.modeling import zero3_offload_memory
+
+    config = model_config("llama-13b", 32000)
+    pc = count_parameters(config)
+    cpu, gpu, _ = estimate_zero3_model_states_mem_needs(pc.total, pc.embeddings, num_gpus_per_node=8, num_nodes=3)
+    mem = zero3_offload_memory(config, nodes=3)
+    assert mem.host_bytes_per_node == pytest.approx(cpu, abs=1) and mem.gpu_bytes_per_device == gpu
+    assert 110e9 < mem.host_bytes_per_node < 120e9   # ≈ 117 GB on each of KnowLM's three nodes
+

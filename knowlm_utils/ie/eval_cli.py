@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..fileio import write_json_atomic, write_jsonl_atomic
+from ..generation import load_model, load_tokenizer  # shared with knowlm generate/serve
 from .annotation import TASKS
 from .predict import DECODING, PromptBuilder, predict_records
 
@@ -73,44 +74,6 @@ def _tasks(text: str) -> tuple[str, ...]:
     if bad or not tasks:
         raise ValueError(f"--tasks: unknown task(s) {', '.join(bad) or '(none given)'}; allowed: {', '.join(TASKS)}")
     return tasks
-
-
-def load_tokenizer(path: str | Path) -> Any:
-    """A transformers tokenizer when the folder has its files, else the SentencePiece model."""
-    p = Path(path)
-    if p.is_dir() and ((p / "tokenizer.json").is_file() or (p / "tokenizer_config.json").is_file()):
-        from transformers import AutoTokenizer
-
-        return AutoTokenizer.from_pretrained(str(p), local_files_only=True, trust_remote_code=False)
-    from ..spm import load_processor
-
-    return load_processor(p)
-
-
-def load_model(model_dir: str | Path, adapter: str | Path | None = None, dtype: str = "float32",
-               device: str = "auto") -> Any:
-    """The causal LM (local safetensors only), with a PEFT adapter on top when given."""
-    import torch
-
-    from ..generation import load_causal_lm
-
-    if not Path(model_dir).is_dir():
-        raise ValueError(f"--model {model_dir}: not a model folder")
-    if not isinstance(getattr(torch, dtype, None), torch.dtype):
-        raise ValueError(f"--dtype: unknown torch dtype {dtype!r}")
-    if adapter is not None:
-        a = Path(adapter)
-        if not (a / "adapter_config.json").is_file() or not (a / "adapter_model.safetensors").is_file():
-            raise ValueError(f"--adapter {a}: not a PEFT adapter folder with adapter_config.json and "
-                             "adapter_model.safetensors (pickled adapters are not loaded)")
-    model = load_causal_lm(model_dir, dtype=dtype)
-    if adapter is not None:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, str(a), local_files_only=True).eval()
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return model.to(device)
 
 
 def run(args) -> dict[str, Any]:

@@ -12,7 +12,7 @@
   function ``record -> prompt`` (the answer is then the generated text, stripped).
 
 Tokenizers: a transformers tokenizer (its ``bos`` is added as its settings say) or a SentencePiece
-processor / ``.model`` file (``<s>`` put in front by id, as in :mod:`knowlm_utils.generation`).
+processor / ``.model`` file (``<s>`` put in front by id), both through :class:`knowlm_utils.generation.Codec`.
 Padding is done here, on the ids: the tokenizer object is never changed (its ``padding_side`` and
 ``pad_token`` stay as they were). The pad id is the tokenizer's pad id, else ``</s>``.
 """
@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence, runtime_checkable
+
+from ..generation import Codec
 
 #: decoding presets: keyword arguments of :func:`generate_answers`
 DECODING: dict[str, dict[str, Any]] = {
@@ -62,41 +64,6 @@ def as_prompter(obj: Any) -> PromptBuilder:
                     f"not {type(obj).__name__}")
 
 
-# ------------------------------------------------------------------ tokenizers --
-class _Codec:
-    """Encode a prompt to ids (BOS included) and decode new ids, for either tokenizer kind."""
-
-    def __init__(self, tokenizer: Any):
-        from .. import spm
-
-        if isinstance(tokenizer, (str, bytes)) or hasattr(tokenizer, "__fspath__") or spm.is_processor(tokenizer):
-            self.sp, self.hf = spm.load_processor(tokenizer), None
-            self.bos, self.eos, pad = self.sp.bos_id(), self.sp.eos_id(), self.sp.pad_id()
-            if self.bos < 0 or self.eos < 0:
-                raise ValueError("generate_answers needs a tokenizer with <s> and </s> ids")
-            self.pad = pad if pad >= 0 else self.eos
-            self.special = {i for i in (self.bos, self.eos, pad) if i >= 0}
-        else:
-            self.sp, self.hf = None, tokenizer
-            self.eos = tokenizer.eos_token_id
-            if self.eos is None:
-                raise ValueError("generate_answers needs a tokenizer with an </s> (eos) token")
-            self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos
-
-    def encode(self, prompt: str) -> list[int]:
-        if self.sp is not None:
-            return [self.bos, *self.sp.encode(prompt)]
-        return list(self.hf(prompt)["input_ids"])
-
-    def decode(self, ids: Sequence[int]) -> str:
-        ids = list(ids)
-        if self.eos in ids:  # a finished sequence is padded after its </s>
-            ids = ids[:ids.index(self.eos)]
-        if self.sp is not None:
-            return self.sp.decode([i for i in ids if i not in self.special])
-        return self.hf.decode(ids, skip_special_tokens=True)
-
-
 def generate_answers(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens: int = 128,
                      batch_size: int = 8, num_beams: int = 1, temperature: float | None = None,
                      progress: bool = True, seed: int | None = 0) -> list[str]:
@@ -120,7 +87,7 @@ def generate_answers(model: Any, tokenizer: Any, prompts: Sequence[str], max_new
     if temperature is not None and temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     prompts = list(prompts)
-    codec = _Codec(tokenizer)
+    codec = Codec(tokenizer)
     encoded = [codec.encode(p) for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
     sampling = temperature is not None and temperature > 0

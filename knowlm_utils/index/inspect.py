@@ -98,6 +98,53 @@ def inspect_index(prefix: str | os.PathLike, n: int = 5, tokenizer: str | None =
     return "\n".join(lines)
 
 
+def plot_sample_lengths(index: MMapTokenIndex, seq_length: int, bins: int = 32):
+    """One panel per type: the lengths of its samples, split into samples of documents that
+    needed several samples (blue) and documents that fit in one sample (orange), stacked. With the
+    ``knowlm`` strategy the blue mass sits at ``seq_length``; single-sample documents are as long
+    as they are. Returns the axes."""
+    import matplotlib.pyplot as plt
+
+    per_doc = np.diff(np.asarray(index.doc_idx, dtype=np.int64))
+    multi = np.repeat(per_doc > 1, per_doc)          # per sample: its document needed several samples
+    types = list(index.type_ranges.items())
+    _, axes = plt.subplots(1, len(types), figsize=(3.2 * len(types), 2.8), sharex=True, squeeze=False)
+    for ax, (name, (s, e)) in zip(axes[0], types):
+        sizes = np.asarray(index.sizes[s:e])
+        ax.hist([sizes[multi[s:e]], sizes[~multi[s:e]]], bins=bins, range=(0, seq_length), stacked=True,
+                color=["tab:blue", "tab:orange"], label=["of a multi-sample document", "a whole document"])
+        ax.axvline(seq_length, color="grey", ls=":", lw=1)
+        ax.set_title(f"{name}: {e - s} samples", fontsize=9)
+        ax.set_xlabel("tokens per sample")
+    axes[0][0].set_ylabel("samples")
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
+    return axes[0]
+
+
+def batch_composition(batches, type_ranges: dict[str, tuple[int, int]]):
+    """A DataFrame with one row per batch and one column per type: how many of the batch's sample
+    indices fall in each type's range."""
+    import pandas as pd
+
+    return pd.DataFrame([{t: sum(s <= int(i) < e for i in b) for t, (s, e) in type_ranges.items()} for b in batches])
+
+
+def plot_batch_compositions(compositions: dict, ylabel: str = "samples in the batch"):
+    """Side by side, one stacked bar chart per ``{title: batch_composition(...)}``, same y scale.
+    Returns the axes."""
+    import matplotlib.pyplot as plt
+
+    _, axes = plt.subplots(1, len(compositions), figsize=(5.5 * len(compositions), 2.9), sharey=True, squeeze=False)
+    for ax, (title, comp) in zip(axes[0], compositions.items()):
+        comp.plot.bar(stacked=True, ax=ax, width=0.9, legend=False)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("step")
+        ax.set_xticks(range(0, len(comp), 5), [str(k) for k in range(0, len(comp), 5)], rotation=0)
+    axes[0][0].set_ylabel(ylabel)
+    axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    return axes[0]
+
+
 def add_cli(subparsers) -> None:
     """``knowlm index inspect|verify|merge|import-knowlm``."""
     p = subparsers.add_parser("index", help="stage 04: inspect, verify, merge or import memory-mapped token indexes")

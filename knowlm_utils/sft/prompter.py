@@ -92,6 +92,16 @@ def _literal_ends(template: str) -> tuple[str, str]:
     return head, tail
 
 
+def _read_json(path: Path, what: str) -> Any:
+    """The JSON in ``path``; a missing, unreadable or invalid file is a one-line ``ValueError``."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: invalid JSON ({' '.join(str(exc).split())})") from None
+
+
 class Prompter:
     """One prompt template: :meth:`build` a prompt, extract the :meth:`response` from generated text."""
 
@@ -106,12 +116,7 @@ class Prompter:
         """The template named ``name_or_path`` (shipped) or stored at that path, validated; a bad
         file raises a one-line ``ValueError`` naming the file and the key."""
         path = template_path(name_or_path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ValueError(f"{path}: cannot read prompt template ({exc.strerror or exc})") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{path}: invalid JSON ({' '.join(str(exc).split())})") from None
+        data = _read_json(path, "prompt template")
         return cls.from_dict(data, where=str(path), name=path.stem, path=path)
 
     @classmethod
@@ -239,12 +244,7 @@ class PromptSet:
         """The templates saved by :meth:`save` (a :data:`PROMPTS_FILE` or a folder holding one)."""
         p = Path(path)
         p = p / PROMPTS_FILE if p.is_dir() else p
-        try:
-            data = json.loads(p.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ValueError(f"{p}: cannot read saved prompt templates ({exc.strerror or exc})") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{p}: invalid JSON ({' '.join(str(exc).split())})") from None
+        data = _read_json(p, "saved prompt templates")
         if not isinstance(data, Mapping) or not isinstance(data.get("mapping"), Mapping) \
                 or not isinstance(data.get("templates"), Mapping):
             raise ValueError(f"{p}: expected an object with 'mapping' and 'templates' (written by PromptSet.save)")

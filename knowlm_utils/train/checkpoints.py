@@ -379,6 +379,24 @@ def save_final(trainer, output_dir: Path, tokenizer_dir: Path, lora_base: Path |
     return final
 
 
+def checkpoint_sizes(checkpoint: str | os.PathLike) -> dict[str, int]:
+    """Bytes of a Trainer/DeepSpeed checkpoint folder by kind: ``optimizer states`` (DeepSpeed's
+    ``*optim_states.pt``: fp32 master weights and Adam moments, partitioned per rank), ``model
+    states`` (``*model_states.pt``: the module's weights under ZeRO-1/2, almost nothing under
+    ZeRO-3, whose parameters live in the optimizer partitions), ``model weights``
+    (``model.safetensors``, the gathered model) and ``other`` (scheduler, RNG, configs)."""
+    sizes = {"optimizer states": 0, "model states": 0, "model weights": 0, "other": 0}
+    for path in Path(checkpoint).rglob("*"):
+        if not path.is_file():
+            continue
+        name = path.name
+        kind = ("optimizer states" if name.endswith("optim_states.pt") else
+                "model states" if name.endswith("model_states.pt") else
+                "model weights" if name.startswith("model") and name.endswith(".safetensors") else "other")
+        sizes[kind] += path.stat().st_size
+    return sizes
+
+
 __all__ = ["FINAL_DIR", "TOKENIZER_FILES", "MANIFEST", "KEY_ENV", "CheckpointError", "checkpoint_key_path",
            "checkpoint_key", "write_manifest", "verify_checkpoint", "latest_checkpoint", "resolve_resume",
-           "checkpoint_step", "copy_tokenizer_files", "save_final"]
+           "checkpoint_step", "copy_tokenizer_files", "save_final", "checkpoint_sizes"]
