@@ -84,6 +84,16 @@ def without_dummy_prefix(model: Any):
     return processor_from_proto(proto)
 
 
+def model_type_name(model: Any) -> str:
+    """``"BPE"``, ``"UNIGRAM"``, ``"WORD"`` or ``"CHAR"``: the ``trainer_spec.model_type`` of a
+    model (folder, ``.model`` file, processor or ``ModelProto``). An unset field reads as
+    sentencepiece's default, UNIGRAM (Chinese-LLaMA-Alpaca's ``chinese_sp.model`` leaves it unset)."""
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    proto = model if isinstance(model, pb.ModelProto) else load_proto(model)
+    return pb.TrainerSpec.ModelType.Name(proto.trainer_spec.model_type)
+
+
 def sha256(path: str | os.PathLike) -> str:
     """sha256 of the ``tokenizer.model`` bytes (streamed): names the vocabulary a token file
     was encoded with."""
@@ -95,4 +105,4 @@ def sha256(path: str | os.PathLike) -> str:
 
 
 __all__ = ["MODEL_FILE", "model_file", "is_processor", "load_proto", "processor_from_proto", "load_processor",
-           "without_dummy_prefix", "sha256"]
+           "without_dummy_prefix", "model_type_name", "sha256"]

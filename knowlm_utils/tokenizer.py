@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -310,6 +311,29 @@ def _merges_by_score(proto, vocab: dict[str, int]) -> list[tuple[str, str]]:
 
 
 # ------------------------------------------------------------------ vocabulary extension ----
+# East Asian script characters: CJK radicals/ideographs (every plane), CJK symbols and punctuation,
+# kana, bopomofo, hangul, compatibility ideographs, fullwidth forms. An added piece without one of
+# them is the only kind that can change how text without them (English, code) is encoded.
+_CJK = re.compile("[\u2e80-\u2fdf\u3000-\u30ff\u3100-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
+                  "\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef\U00020000-\U0003ffff]")
+_DIGITS2 = re.compile(r"\d.*\d")
+
+# a few held-out sentences every extension is checked on (more with check_texts / --check-text)
+CHECK_SENTENCES: dict[str, list[str]] = {"builtin": [
+    "The Yangtze is about 6,300 km long; in 1969 a survey counted 600 tributaries.",
+    "Version 3.11 of the library was released on 2024-03-15 (see CHANGES, section 12).",
+    "def mean(xs):\n    return sum(xs) / len(xs)  # 42 tests, 0 failures\n",
+    "  leading spaces, trailing  ", "Zürich, São Paulo and Kraków — “quoted” text…",
+    "</s> and <s> are text here", "长江全长约6300千米，是中国第一长河。",
+    "黄河发源于青藏高原，流经九个省区，最后注入渤海。", "中文English混合123，以及 emoji 😀",
+    "知识图谱（Knowledge Graph）用三元组表示实体之间的关系。"]}
+
+
+def has_cjk(text: str) -> bool:
+    """True when ``text`` holds an East Asian script character (see ``_CJK``)."""
+    return _CJK.search(text) is not None
+
+
 @dataclass
 class ExtensionReport:
     base_model: str
@@ -317,77 +341,253 @@ class ExtensionReport:
     out_dir: str
     base_size: int          # pieces in the base model
     add_size: int           # pieces in the added model
-    add_special: int        # control/byte/unknown pieces of the added model (never copied)
+    add_special: int        # control/byte/unknown/unused pieces of the added model (never copied)
     duplicates: int         # normal pieces of the added model already in the base
     added: int              # pieces appended
     pad_id: int | None      # id of [PAD] when one was appended (or the base's own pad)
     final_size: int
     added_score: str
-    warnings: list
+    warnings: list          # settings that differ between the models (the merged model keeps the base's)
     sha256: str             # of the merged tokenizer.model
+    base_model_type: str = "BPE"      # trainer_spec.model_type of each input (the merged model is the base's)
+    add_model_type: str = "BPE"
+    model_type_note: str | None = None  # how the added model's pieces were used when the types differ
+    skipped_non_cjk: int = 0          # pieces of the added model without a CJK character, skipped (only_cjk)
+    added_without_cjk: int = 0        # appended pieces without a CJK character (can change non-CJK text)
+    added_multi_digit: int = 0        # appended pieces holding two or more digits
+    added_unreachable: int = 0        # appended pieces that no chain of BPE merges builds (never produced)
+    check: dict | None = None         # held-out check (see extension_check)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-# (setting, where it lives, error?) — compared between base and added model
-_COMPARED = [("model_type", "trainer_spec", True), ("byte_fallback", "trainer_spec", False),
-             ("split_digits", "trainer_spec", False), ("name", "normalizer_spec", False),
-             ("add_dummy_prefix", "normalizer_spec", False), ("remove_extra_whitespaces", "normalizer_spec", False),
-             ("escape_whitespaces", "normalizer_spec", False)]
+# settings that decide what a piece's text *means*: a difference makes every added piece spell
+# word boundaries differently from the base, so the merge is refused
+_WHITESPACE = [("treat_whitespace_as_suffix", "trainer_spec"), ("escape_whitespaces", "normalizer_spec")]
+# settings reported when they differ: the merged model keeps the base's, so they never change how
+# the base encodes; they only decide which added pieces are ever produced
+_NOTED = [("byte_fallback", "trainer_spec"), ("split_digits", "trainer_spec"), ("name", "normalizer_spec"),
+          ("add_dummy_prefix", "normalizer_spec"), ("remove_extra_whitespaces", "normalizer_spec")]
 
 
 def check_compatible(base, add, base_name: str = "base", add_name: str = "add") -> list[str]:
-    """Compare two ModelProtos. A different ``model_type`` is an error (BPE and unigram pieces
-    are scored differently, so the merged segmentation would be neither); other differences are
-    warnings: the merged model keeps the base's normaliser and trainer settings, so some added
-    pieces may never be produced (e.g. multi-digit pieces under split_digits)."""
-    msgs = []
-    for name, where, fatal in _COMPARED:
+    """Compare two ModelProtos before appending ``add``'s pieces to ``base``; return the notes
+    (differences the merged model tolerates), raise ``ValueError`` (one line, with the reason)
+    where the merge is unsound.
+
+    * The base must be BPE (LLaMA's is): added pieces become merges scored after the base's and
+      the Hugging Face files are BPE; a unigram base would read those scores as log-probabilities.
+    * The added model may be of any type (Chinese-LLaMA-Alpaca's ``chinese_sp.model`` is unigram):
+      only its pieces are used, their scores are replaced (``added_score``). Reported as a note.
+    * Whitespace conventions (``escape_whitespaces``, ``treat_whitespace_as_suffix``) must match:
+      otherwise an added piece such as "▁中国" would stand for other text under the base's spec.
+    * Normaliser, byte fallback, digit splitting, dummy prefix: the merged model keeps the base's
+      settings, so the base's segmentation rules stay; a difference only means some added pieces
+      are never produced (e.g. NFKC-only forms) — reported, not refused.
+    """
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    base_type, add_type = (pb.TrainerSpec.ModelType.Name(m.trainer_spec.model_type) for m in (base, add))
+    if base_type != "BPE":
+        raise ValueError(f"{base_name}: base model_type is {base_type}; extension appends pieces as BPE merges "
+                         "scored after the base's (and writes BPE Hugging Face files), which is sound only for a "
+                         "BPE base such as LLaMA's")
+    for name, where in _WHITESPACE:
         a, b = getattr(getattr(base, where), name), getattr(getattr(add, where), name)
-        if a == b:
-            continue
-        msg = f"{where}.{name} differs: {base_name} has {a!r}, {add_name} has {b!r}"
-        if fatal:
-            raise ValueError(msg + "; both models must have the same model_type")
-        msgs.append(msg + " (the merged model keeps the base's setting)")
+        if a != b:
+            raise ValueError(f"{where}.{name} differs: {base_name} has {a!r}, {add_name} has {b!r}; the added "
+                             "pieces would mark whitespace differently from the base, so they would stand for "
+                             "other text")
+    msgs = []
+    if add_type != base_type:
+        msgs.append(f"trainer_spec.model_type differs: {base_name} is {base_type}, {add_name} is {add_type} "
+                    "(only the added pieces are used: appended as BPE merges, their scores replaced)")
+    for name, where in _NOTED:
+        a, b = getattr(getattr(base, where), name), getattr(getattr(add, where), name)
+        if a != b:
+            msgs.append(f"{where}.{name} differs: {base_name} has {a!r}, {add_name} has {b!r} "
+                        "(the merged model keeps the base's setting)")
     return msgs
+
+
+def _after_base_scores(lowest: float, n: int) -> list[float]:
+    """``n`` strictly decreasing scores below ``lowest``, distinct as float32 (how ModelProto stores
+    them): ``lowest - 1, lowest - 2, ...`` while that is exact, the next float32 down where it is
+    not (LLaMA's "▁" piece scores -1e9, where float32 steps are 64)."""
+    import numpy as np
+
+    out, s = [], np.float32(lowest)
+    for _ in range(n):
+        nxt = np.float32(s - np.float32(1.0))
+        if nxt >= s:
+            nxt = np.nextafter(s, np.float32(-np.inf))
+        out.append(float(nxt))
+        s = nxt
+    return out
+
+
+def _unreachable(vocab: set[str], pieces: Iterable[str]) -> int:
+    """How many of ``pieces`` no chain of BPE merges builds: a piece is built from two adjacent
+    symbols (single characters, or pieces of ``vocab`` built the same way) whose concatenation it is."""
+    memo: dict[str, bool] = {}
+
+    def built(s: str) -> bool:
+        if len(s) == 1:
+            return True
+        if s not in memo:
+            memo[s] = False  # no piece is its own half; guards the recursion
+            memo[s] = any((len(s[:i]) == 1 or s[:i] in vocab) and (len(s[i:]) == 1 or s[i:] in vocab)
+                          and built(s[:i]) and built(s[i:]) for i in range(1, len(s)))
+        return memo[s]
+
+    return sum(not built(p) for p in pieces)
+
+
+def extension_check(base_model, extended_model, texts: dict[str, list[str]],
+                    hf_max_docs: int | None = None, examples: int = 3) -> dict[str, Any]:
+    """Encode held-out ``texts`` (name -> documents) with the base and the extended tokenizer.
+
+    * ``non_cjk``: documents without a CJK character (English, code): how many encode to exactly
+      the base's ids (``non_cjk_identical`` is True when all do), with the first differences;
+    * ``cjk``: documents with CJK characters: tokens before and after (the extension's gain);
+    * ``hf_mismatch_docs``: documents (the first ``hf_max_docs`` of each name; ``None`` all,
+      ``0`` none) where ``AutoTokenizer`` on the extended folder differs from sentencepiece.
+    """
+    base, ext = load_processor(base_model), load_processor(extended_model)
+    groups = {g: {"docs": 0, "chars": 0, "base_tokens": 0, "extended_tokens": 0, "identical_docs": 0}
+              for g in ("non_cjk", "cjk")}
+    by_name: dict[str, Any] = {}
+    changed: list[dict[str, Any]] = []
+    for name, docs in texts.items():
+        row = {"docs": len(docs), "chars": sum(map(len, docs)), "base_tokens": 0, "extended_tokens": 0,
+               "identical_docs": 0}
+        for i, (doc, a, b) in enumerate(zip(docs, base.encode(docs), ext.encode(docs))):
+            g = groups["cjk" if has_cjk(doc) else "non_cjk"]
+            same = a == b
+            for r in (row, g):
+                r["base_tokens"] += len(a)
+                r["extended_tokens"] += len(b)
+                r["identical_docs"] += same
+            g["docs"] += 1
+            g["chars"] += len(doc)
+            if not same and not has_cjk(doc) and len(changed) < examples:
+                k = next((j for j, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+                changed.append({"name": name, "index": i, "text": doc[:80],
+                                "base": [base.id_to_piece(x) for x in a[max(0, k - 2):k + 3]],
+                                "extended": [ext.id_to_piece(x) for x in b[max(0, k - 2):k + 3]]})
+        by_name[name] = row
+    out: dict[str, Any] = {**groups, "by_name": by_name, "non_cjk_changed_examples": changed,
+                           "non_cjk_identical": groups["non_cjk"]["identical_docs"] == groups["non_cjk"]["docs"]}
+    if hf_max_docs != 0:
+        hf_docs, hf_bad = 0, []
+        for name, docs in texts.items():
+            part = docs if hf_max_docs is None else docs[:hf_max_docs]
+            bad = hf_mismatches(extended_model, part)
+            by_name[name]["hf_checked_docs"], by_name[name]["hf_mismatch_docs"] = len(part), len(bad)
+            hf_docs += len(part)
+            hf_bad += [{"name": name, **m} for m in bad]
+        out.update(hf_checked_docs=hf_docs, hf_mismatch_docs=len(hf_bad), hf_identical=not hf_bad,
+                   hf_mismatch_examples=hf_bad[:examples])
+    return out
+
+
+def read_check_texts(path: str | os.PathLike, max_chars: int | None = None) -> tuple[list[str], dict[str, int]]:
+    """Documents of a held-out text file for :func:`extension_check`: ``.jsonl`` (a ``"text"``
+    string per line; a bad line is a one-line error naming FILE:LINE) or plain UTF-8 text
+    (documents separated by blank lines). Whole documents are read until ``max_chars``; the
+    rest are counted, not read. Returns (documents, {"docs", "chars", "docs_not_read"})."""
+    p = Path(path)
+    docs: list[str] = []
+    stats = {"docs": 0, "chars": 0, "docs_not_read": 0}
+
+    def take(doc: str) -> None:
+        if not doc.strip():
+            return
+        if max_chars is not None and stats["chars"] >= max_chars:
+            stats["docs_not_read"] += 1
+            return
+        docs.append(doc)
+        stats["docs"] += 1
+        stats["chars"] += len(doc)
+
+    try:
+        with open(p, encoding="utf-8") as fh:
+            if p.suffix == ".jsonl":
+                for lineno, line in enumerate(fh, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        raise ValueError(f"{p}:{lineno}: not JSON ({exc.msg})") from None
+                    if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+                        raise ValueError(f"{p}:{lineno}: expected an object with a \"text\" string")
+                    take(row["text"])
+            else:
+                for doc in re.split(r"\n[ \t]*\n", fh.read()):
+                    take(doc.strip("\n"))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    if not docs:
+        raise ValueError(f"{p}: no text to check the extension on")
+    return docs, stats
 
 
 def extend_vocabulary(base_model: str | os.PathLike, add_model: str | os.PathLike, out_dir: str | os.PathLike,
                       add_pad: bool = False, added_score: str = "after_base", hf_files: bool = True,
-                      overwrite: bool = False) -> ExtensionReport:
+                      overwrite: bool = False, only_cjk: bool = False,
+                      check_texts: dict[str, list[str]] | None = None,
+                      hf_check_docs: int | None = None) -> ExtensionReport:
     """Append every normal piece of ``add_model`` that ``base_model`` lacks (Chinese-LLaMA-Alpaca).
 
     All base pieces keep their id, score and type, so a model trained with the base tokenizer
-    still reads every old id the same way; the new ids come after the base's. Control, byte and
-    unknown pieces of the added model are skipped (the base has its own).
+    still reads every old id the same way; the new ids come after the base's. Control, byte,
+    unknown and unused pieces of the added model are skipped (the base has its own). The base
+    must be BPE; the added model may be unigram, like Chinese-LLaMA-Alpaca's ``chinese_sp.model``
+    (only its pieces are used; see :func:`check_compatible` for what is refused and why). On
+    LLaMA's 32,000 pieces + ``chinese_sp.model`` (20,000): 3 specials skipped, 2,044 duplicates,
+    17,953 added = 49,953.
 
     ``added_score`` — the score decides a BPE merge's priority (highest first):
 
-    * ``"after_base"`` (default): below every base score, in the added model's own order. Text
-      the base already segmented (English, code) keeps its segmentation, and every score is
-      distinct, so the Hugging Face files encode exactly like sentencepiece.
+    * ``"after_base"`` (default): below every base score, in the added model's own order, all
+      distinct. Where the base's merges are done, an added piece can still join two of its final
+      pieces (on LLaMA + ``chinese_sp.model``: multi-digit numbers such as "19", Latin words such
+      as "China"), so English can change a little — :func:`extension_check` measures it, and
+      ``only_cjk`` prevents it. The Hugging Face files encode exactly like sentencepiece.
     * ``"zero"``: score 0 for every added piece, as Chinese-LLaMA-Alpaca's merge script does. The
       added merges then outrank all base merges: an added piece such as ``"en"`` can break up
       ``"▁Argentina"`` (English gets more tokens), and because thousands of merges tie at 0,
       sentencepiece resolves them by position while HF BPE resolves them by rank — the HF files
       then differ from sentencepiece on many Chinese texts (measured in the tests and notebook 02).
 
+    ``only_cjk`` skips (and counts) added pieces without a CJK character: text without CJK
+    characters then encodes exactly as with the base, by construction.
+
     ``add_pad`` appends ``[PAD]`` as a CONTROL piece with ``trainer_spec.pad_id`` pointing at it,
     so sentencepiece and Hugging Face agree on its id and the vocabulary size (an HF-only added
     token, as Chinese-Alpaca did, exists only in the HF files), and a literal "[PAD]" in text is
-    never turned into padding. The merged ``tokenizer.model`` and the HF files are built in a
-    temporary folder and renamed onto ``out_dir``, which must be new, empty or written by knowlm
-    unless ``overwrite`` (never a file, the current folder or a folder holding either model).
+    never turned into padding.
+
+    The result is checked (``report.check``, :func:`extension_check`) on :data:`CHECK_SENTENCES`
+    plus ``check_texts`` (name -> held-out documents): non-CJK text against the base, and the HF
+    files against sentencepiece (``hf_check_docs`` documents per name; ``None`` all). The merged
+    ``tokenizer.model`` and the HF files are built in a temporary folder and renamed onto
+    ``out_dir``, which must be new, empty or written by knowlm unless ``overwrite`` (never a file,
+    the current folder or a folder holding either model).
     """
-    return _extend(base_model, add_model, out_dir, add_pad, added_score, hf_files, check=True, overwrite=overwrite)
+    texts = {**CHECK_SENTENCES, **(check_texts or {})}
+    return _extend(base_model, add_model, out_dir, add_pad, added_score, hf_files, check=True, overwrite=overwrite,
+                   only_cjk=only_cjk, check_texts=texts, hf_check_docs=hf_check_docs)
 
 
 def _extend(base_model, add_model, out_dir, add_pad: bool, added_score: str, hf_files: bool, *, check: bool,
-            overwrite: bool = False) -> ExtensionReport:
+            overwrite: bool = False, only_cjk: bool = False, check_texts: dict[str, list[str]] | None = None,
+            hf_check_docs: int | None = None) -> ExtensionReport:
     """:func:`extend_vocabulary`; ``check=False`` (for :func:`build`, which writes into its own
-    fresh temporary folder) skips the output-folder check and the ownership marker."""
+    fresh temporary folder) skips the output-folder check and the ownership marker;
+    ``check_texts=None`` skips the held-out check."""
     from sentencepiece import sentencepiece_model_pb2 as pb
 
     if added_score not in ("zero", "after_base"):
@@ -400,25 +600,35 @@ def _extend(base_model, add_model, out_dir, add_pad: bool, added_score: str, hf_
     else:
         out = Path(out_dir).resolve()
     base, add = load_proto(base_path), load_proto(add_path)
+    base_type, add_type = (pb.TrainerSpec.ModelType.Name(m.trainer_spec.model_type) for m in (base, add))
     msgs = check_compatible(base, add, str(base_path), str(add_path))
-    for m in msgs:
-        warnings.warn(m, stacklevel=3)
     base_size, existing = len(base.pieces), {p.piece for p in base.pieces}
     skip_types = {pb.ModelProto.SentencePiece.CONTROL, pb.ModelProto.SentencePiece.BYTE,
                   pb.ModelProto.SentencePiece.UNKNOWN, pb.ModelProto.SentencePiece.UNUSED}
-    lowest = min(p.score for p in base.pieces)
-    special = dupes = added = 0
+    special = dupes = non_cjk_skipped = 0
+    new_pieces = []
     for p in add.pieces:
         if p.type in skip_types:
             special += 1
         elif p.piece in existing:
             dupes += 1
+        elif only_cjk and not has_cjk(p.piece):
+            non_cjk_skipped += 1
         else:
-            new = base.pieces.add()
-            new.piece, new.type = p.piece, p.type
-            new.score = 0.0 if added_score == "zero" else lowest - 1.0 - added
+            new_pieces.append(p)
             existing.add(p.piece)
-            added += 1
+    scores = ([0.0] * len(new_pieces) if added_score == "zero"
+              else _after_base_scores(min(p.score for p in base.pieces), len(new_pieces)))
+    for p, score in zip(new_pieces, scores):
+        new = base.pieces.add()
+        new.piece, new.type, new.score = p.piece, p.type, score
+    added_text = [p.piece for p in new_pieces]
+    multi_digit = sum(_DIGITS2.search(t) is not None for t in added_text)
+    if multi_digit and base.trainer_spec.split_digits:
+        msgs.append(f"{multi_digit} added pieces hold two or more digits: the merged model joins digits that "
+                    f"the base (split_digits) writes one per token (only_cjk / --only-cjk-pieces skips them)")
+    for m in msgs:
+        warnings.warn(m, stacklevel=3)
     pad_id = base.trainer_spec.pad_id if base.trainer_spec.pad_id >= 0 else None
     if add_pad and pad_id is None:
         if PAD_PIECE in existing:
@@ -429,17 +639,28 @@ def _extend(base_model, add_model, out_dir, add_pad: bool, added_score: str, hf_
         base.trainer_spec.pad_id, base.trainer_spec.pad_piece = pad_id, PAD_PIECE
     processor_from_proto(base)  # sentencepiece must accept what we write
     data = base.SerializeToString()
+    vocab = {p.piece for p in base.pieces if p.type == pb.ModelProto.SentencePiece.NORMAL}
+    report = ExtensionReport(
+        str(base_path), str(add_path), str(out), base_size, len(add.pieces), special, dupes, len(new_pieces),
+        pad_id, len(base.pieces), added_score, msgs, hashlib.sha256(data).hexdigest(),
+        base_model_type=base_type, add_model_type=add_type,
+        model_type_note=None if base_type == add_type else
+        f"{base_type} base + {add_type} addition: the added model's pieces are appended as BPE merges "
+        f"({added_score} scores); its own {add_type.lower()} scores are not used",
+        skipped_non_cjk=non_cjk_skipped, added_without_cjk=sum(not has_cjk(t) for t in added_text),
+        added_multi_digit=multi_digit, added_unreachable=_unreachable(vocab, added_text))
     tmp = temp_dir_beside(out)
     try:
         write_bytes_atomic(tmp / MODEL_FILE, data)
         if hf_files:
             write_hf_files(tmp)
+        if check_texts:
+            report.check = extension_check(base_path, tmp, check_texts, hf_max_docs=hf_check_docs if hf_files else 0)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     replace_dir(tmp, out, producer="knowlm tokenizer extend" if check else None)
-    return ExtensionReport(str(base_path), str(add_path), str(out), base_size, len(add.pieces), special, dupes,
-                           added, pad_id, len(base.pieces), added_score, msgs, hashlib.sha256(data).hexdigest())
+    return report
 
 
 # ----------------------------------------------------------------------------- measuring ----
@@ -618,13 +839,13 @@ def build(config: TokenizerConfig, output_dir: str | os.PathLike | None = None) 
     try:
         training = {name: _train_into(corpus_dir, spec, tmp / name, config.heldout_percent, config.progress)
                     for name, spec in (("base", config.base), ("zh", config.zh))}
-        ext = _extend(tmp / "base", tmp / "zh", tmp / "extended", config.add_pad, "after_base", True, check=False)
         held = heldout_texts(corpus_dir, config.heldout_percent, config.eval_max_chars)
         if not held:
             raise ValueError(f"{corpus_dir}: no held-out documents at heldout_percent={config.heldout_percent}")
+        ext = _extend(tmp / "base", tmp / "zh", tmp / "extended", config.add_pad, "after_base", True, check=False,
+                      check_texts=held, hf_check_docs=config.hf_check_docs)
         table = tokens_per_char_table({n: tmp / n for n in ("base", "zh", "extended")}, held)
-        hf_check = {lang: len(hf_mismatches(tmp / "extended", texts[:config.hf_check_docs]))
-                    for lang, texts in held.items()}
+        hf_check = {lang: row.get("hf_mismatch_docs", 0) for lang, row in ext.check["by_name"].items()}
         report = {
             "corpus_dir": str(corpus_dir), "heldout_percent": config.heldout_percent,
             "vocab": {"base": ext.base_size, "zh": ext.add_size, "added": ext.added,
@@ -673,6 +894,18 @@ def add_cli(subparsers) -> None:
     e.add_argument("--add-pad", action="store_true", help=f"append a {PAD_PIECE} control piece")
     e.add_argument("--added-score", choices=("after_base", "zero"), default="after_base",
                    help="score of appended pieces (see extend_vocabulary); zero = Chinese-LLaMA-Alpaca")
+    e.add_argument("--only-cjk-pieces", action="store_true", help="skip (and count) added pieces without a CJK "
+                   "character (multi-digit numbers, Latin words): text without CJK then encodes exactly as with "
+                   "--base; default: append all, as Chinese-LLaMA-Alpaca did")
+    e.add_argument("--check-text", action="append", default=[], metavar="FILE",
+                   help="held-out text to check the result on (repeatable): .jsonl with a \"text\" string per line, "
+                        "or plain text with documents separated by blank lines; checked: non-CJK documents encode "
+                        "exactly as with --base, the Hugging Face files encode like sentencepiece (a few built-in "
+                        "sentences are always checked)")
+    e.add_argument("--check-max-chars", type=int, default=2_000_000, metavar="N",
+                   help="characters read per --check-text file (whole documents; the rest are counted, not read)")
+    e.add_argument("--report", metavar="FILE", help="also write the extension report (counts, model types, "
+                                                   "settings that differ, the check) as JSON to FILE")
     e.set_defaults(func=_cli_extend)
 
 
@@ -687,13 +920,41 @@ def _cli_train(config: TokenizerConfig) -> int:
 
 
 def _cli_extend(args) -> int:
+    if args.check_max_chars < 1:
+        raise ValueError(f"--check-max-chars must be >= 1, got {args.check_max_chars}")
+    texts, read = {}, {}
+    for path in args.check_text:
+        texts[str(path)], read[str(path)] = read_check_texts(path, args.check_max_chars)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         r = extend_vocabulary(args.base, args.add, args.out, add_pad=args.add_pad, added_score=args.added_score,
-                              overwrite=args.overwrite)
+                              overwrite=args.overwrite, only_cjk=args.only_cjk_pieces, check_texts=texts)
     for w in caught:
         print(f"warning: {w.message}")
-    print(f"base {r.base_size} + add {r.add_size} (special {r.add_special}, duplicates {r.duplicates}) → "
-          f"added {r.added} → {r.final_size} pieces" + (f", pad id {r.pad_id}" if r.pad_id is not None else ""))
-    print(f"wrote {r.out_dir}/tokenizer.model (sha256 {r.sha256[:16]}…) and Hugging Face files")
+    skipped = f", skipped without CJK {r.skipped_non_cjk}" if args.only_cjk_pieces else ""
+    print(f"base {r.base_model_type} {r.base_size} + add {r.add_model_type} {r.add_size} (special {r.add_special}, "
+          f"duplicates {r.duplicates}{skipped}) → added {r.added} → {r.final_size} pieces"
+          + (f", pad id {r.pad_id}" if r.pad_id is not None else ""))
+    if r.model_type_note:
+        print(f"model types differ: {r.model_type_note}")
+    print(f"added pieces: {r.added_without_cjk} without a CJK character, {r.added_multi_digit} with 2+ digits, "
+          f"{r.added_unreachable} that no chain of BPE merges builds (never produced)")
+    c, n_read = r.check, {k: v for k, v in read.items() if v["docs_not_read"]}
+    for path, st in n_read.items():
+        print(f"check: {path}: read {st['docs']} documents ({st['chars']} chars), {st['docs_not_read']} more not "
+              f"read (--check-max-chars)")
+    nc, zh = c["non_cjk"], c["cjk"]
+    print(f"check, text without CJK: {nc['identical_docs']}/{nc['docs']} documents encode exactly as with the base "
+          f"({nc['base_tokens']} → {nc['extended_tokens']} tokens, {nc['chars']} chars)")
+    for ex in c["non_cjk_changed_examples"]:
+        print(f"  {ex['name']}[{ex['index']}] {ex['text'][:40]!r}: base {ex['base']} → extended {ex['extended']}")
+    print(f"check, text with CJK: {zh['docs']} documents, {zh['base_tokens']} → {zh['extended_tokens']} tokens "
+          f"({zh['chars']} chars)")
+    if "hf_checked_docs" in c:
+        print(f"check, Hugging Face files == sentencepiece: {c['hf_checked_docs'] - c['hf_mismatch_docs']}/"
+              f"{c['hf_checked_docs']} documents")
+    if args.report:
+        write_json_atomic(args.report, {**r.to_dict(), "check_files": read})
+    print(f"wrote {r.out_dir}/tokenizer.model (sha256 {r.sha256[:16]}…) and Hugging Face files"
+          + (f"; report {args.report}" if args.report else ""))
     return 0

@@ -233,12 +233,14 @@ def test_clear_errors_on_bad_models(stage, tmp_path, capsys):
 
 
 def test_incompatible_models(stage, tmp_path):
+    """A unigram base is refused (tests/test_tokenizer_extend_bpe_unigram.py covers a unigram
+    addition, which is accepted); other setting differences are warnings."""
     _, out = stage
-    proto = spm.load_proto(out / "zh")
+    proto = spm.load_proto(out / "base")
     proto.trainer_spec.model_type = pb.TrainerSpec.UNIGRAM
     (tmp_path / "uni.model").write_bytes(proto.SerializeToString())
-    with pytest.raises(ValueError, match="model_type differs"):
-        tk.extend_vocabulary(out / "base", tmp_path / "uni.model", tmp_path / "o")
+    with pytest.raises(ValueError, match="base model_type is UNIGRAM"):
+        tk.extend_vocabulary(tmp_path / "uni.model", out / "zh", tmp_path / "o")
     proto = spm.load_proto(out / "zh")
     proto.trainer_spec.split_digits = False
     (tmp_path / "digits.model").write_bytes(proto.SerializeToString())
