@@ -1,28 +1,31 @@
 #!/usr/bin/env python
 """Preprocessing and reading throughput: this project vs a KnowLM-style baseline, in one run.
 
-Part 1 — preprocess (corpus shards → chunked token index), same corpus, same tokenizer, same
-sentence splitters, same greedy strategy (``knowlm``), 1 and 2 worker processes:
+Part 1 — preprocess (corpus shards → chunked token index) on LONG CHINESE DOCUMENTS (the case of
+KnowLM's Chinese pretraining: ``--chars`` characters in ``--docs`` documents, default 80 M chars
+in 15,840 documents, built from the sample world's Chinese paragraphs), same tokenizer, same
+sentence splitter, same greedy strategy (``knowlm``), ``--seq-length`` 1024:
 
 * **this project** — ``knowlm_utils.preprocess.build``: each document is encoded ONCE with
-  sentencepiece and cut at sentence boundaries by character offsets; samples stream to disk
-  with a bounded number of batches in flight.
+  sentencepiece, sentence boundaries and token ends are matched with array operations on the
+  offset arrays, samples stream to disk; the main process only reads lines and writes arrays.
 * **baseline** (written here, what KnowLM's ``pretrain/preprocess.py`` does): encode sentence by
   sentence with sentencepiece, hold every sample of the corpus in Python lists
   (``list(pool.imap(...))``), write ``.bin``/``.idx`` at the end.
 
-Each variant runs in a fresh child process; peak RSS is the largest sum of RSS over the child
-and its workers, polled every 20 ms. The corpus is the cleaned sample world, repeated (with new
-document ids) to ``--mb`` million characters; the RSS check reruns this project's build on a
-corpus ``--growth`` times larger.
+Printed: the ratio to the baseline at 1 worker, a scaling table of this project over
+``--workers`` (default 1,2; e.g. 1,2,4,8,16 on a 16-core machine) with a same-bytes check (the
+sha256 of train/valid .bin/.idx must be equal for every worker count), and peak RSS (largest sum
+of RSS over the child and its workers, polled every 20 ms) at full size and at 1/``--growth``
+of the corpus (flat memory: independent of corpus size).
 
-Part 2 — reading: random samples/s and memory of ``MMapTokenIndex`` on a synthetic index of
-``--reader-samples`` samples vs a reader that converts the index to Python lists (as KnowLM's
-``MyDataset`` does). Memory is reported as anonymous resident memory (RssAnon: what the
-reader allocates) and file-backed resident pages (RssFile: page cache the kernel may drop).
+Part 2 (``--reader-samples N``, 0 skips it) — reading: random samples/s and memory of
+``MMapTokenIndex`` on a synthetic index vs a reader that converts the index to Python lists (as
+KnowLM's ``MyDataset`` does).
 
-Usage: python benchmarks/bench_preprocess.py [--mb 4] [--growth 10] [--reader-samples 5000000]
-       [--tokenizer PATH/tokenizer.model]   (default: trains a 4000-piece model on the sample world)
+Usage: python benchmarks/bench_preprocess.py --tokenizer PATH/tokenizer.model [--chars 80e6]
+       [--docs 15840] [--workers 1,2] [--baseline-workers 1] [--growth 4] [--reader-samples 0]
+       (without --tokenizer: a 4000-piece model trained on the sample world)
 """
 
 from __future__ import annotations
@@ -51,24 +54,30 @@ def build_sample_corpus(tmp: Path) -> Path:
     return out
 
 
-def scaled_corpus(src: Path, dst: Path, target_chars: int) -> int:
-    """Write a cleaned-corpus folder (stats.json + shards) repeating ``src``'s documents with
-    new ids until ``target_chars``; returns the characters written."""
+def long_chinese_corpus(src: Path, dst: Path, chars: int, docs: int, seed: int = 0) -> int:
+    """A cleaned-corpus folder of ``docs`` long Chinese documents of ``chars // docs`` characters
+    each, made of random paragraphs of ``src``'s Chinese documents (deterministic for a seed);
+    returns the characters written."""
+    import random
+
     from knowlm_utils.corpus import cleaned_sources, iter_cleaned_documents
 
     sources = cleaned_sources(src)
-    per_source_docs = {n: list(iter_cleaned_documents(src, [n])) for n in sources}
-    base_chars = sum(len(d["text"]) for docs in per_source_docs.values() for d in docs)
-    repeats = max(1, round(target_chars / base_chars))
-    stats, written = {"sources": {}}, 0
-    for name, info in sources.items():
-        (dst / name).mkdir(parents=True, exist_ok=True)
-        with open(dst / name / "part-00000.jsonl", "w", encoding="utf-8") as fh:
-            for r in range(repeats):
-                for d in per_source_docs[name]:
-                    fh.write(json.dumps({**d, "id": f"{d['id']}#{r}"}, ensure_ascii=False) + "\n")
-                    written += len(d["text"])
-        stats["sources"][name] = {"language": info["language"], "shards": ["part-00000.jsonl"]}
+    paras = [p for d in iter_cleaned_documents(src) if sources[d["source"]]["language"] == "zh"
+             for p in d["text"].split("\n") if p.strip()]
+    rng = random.Random(seed)
+    per, written = chars // docs, 0
+    (dst / "zh_long").mkdir(parents=True, exist_ok=True)
+    with open(dst / "zh_long" / "part-00000.jsonl", "w", encoding="utf-8") as fh:
+        for i in range(docs):
+            parts, n = [], 0
+            while n < per:
+                parts.append(paras[rng.randrange(len(paras))])
+                n += len(parts[-1]) + 1
+            text = "\n".join(parts)[:per]
+            written += len(text)
+            fh.write(json.dumps({"id": f"zh-long-{i}", "text": text, "source": "zh_long"}, ensure_ascii=False) + "\n")
+    stats = {"sources": {"zh_long": {"language": "zh", "shards": ["part-00000.jsonl"], "kept": docs}}}
     (dst / "stats.json").write_text(json.dumps(stats), encoding="utf-8")
     return written
 
@@ -144,7 +153,14 @@ def run_ours(corpus: Path, model_file: Path, out_dir: Path, seq_length: int, wor
                            seq_length=seq_length, strategy="knowlm", valid_percent=0.0, workers=workers,
                            progress=False)
     m = build(cfg)["train"]
-    return {"samples": m["num_samples"], "tokens": m["num_tokens"]}
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in ("train.bin", "train.idx", "valid.bin", "valid.idx"):
+        with open(out_dir / name, "rb") as fh:
+            while block := fh.read(1 << 24):
+                digest.update(block)
+    return {"samples": m["num_samples"], "tokens": m["num_tokens"], "sha256": digest.hexdigest()[:16]}
 
 
 # ------------------------------------------------------------------------- reading ---------
@@ -247,66 +263,74 @@ def measure(spec: dict) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--mb", type=float, default=4.0, help="corpus size in million characters (1x)")
-    p.add_argument("--growth", type=int, default=10, help="corpus growth factor for the RSS check")
-    p.add_argument("--seq-length", type=int, default=256)
-    p.add_argument("--tokenizer", help="a SentencePiece .model (default: train 4000 pieces on the sample world)")
-    p.add_argument("--reader-samples", type=int, default=5_000_000)
+    p.add_argument("--chars", type=float, default=80e6, help="corpus size in characters (default 80e6)")
+    p.add_argument("--docs", type=int, default=None, help="documents (default: chars / 5050.5, i.e. 15,840 at 80 M)")
+    p.add_argument("--seq-length", type=int, default=1024)
+    p.add_argument("--tokenizer", help="a SentencePiece .model, e.g. LLaMA's tokenizer.model (default: train "
+                                       "4000 pieces on the sample world)")
+    p.add_argument("--workers", default="1,2", help="worker counts of the scaling table (comma-separated)")
+    p.add_argument("--baseline-workers", default="1", help="worker counts for the baseline (comma-separated)")
+    p.add_argument("--growth", type=int, default=4, help="the RSS check also runs on 1/growth of the corpus")
+    p.add_argument("--reader-samples", type=int, default=0, help="synthetic index size for part 2 (0: skip)")
     p.add_argument("--reads", type=int, default=200_000)
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         return child(args)
+    docs = args.docs or max(1, round(args.chars / 5050.5))
+    ours_workers = [int(w) for w in args.workers.split(",")]
+    base_workers = [int(w) for w in args.baseline_workers.split(",") if w]
 
     with tempfile.TemporaryDirectory(prefix="bench-preprocess-") as tmp_s:
         tmp = Path(tmp_s)
         sample = build_sample_corpus(tmp)
         model = Path(args.tokenizer) if args.tokenizer else train_tokenizer(sample, tmp)
-        c1, c10 = tmp / "corpus-a", tmp / "corpus-b"
-        chars1 = scaled_corpus(sample, c1, int(args.mb * 1e6))
-        chars10 = scaled_corpus(sample, c10, int(args.mb * 1e6 * args.growth))
-        print(f"corpus: {chars1 / 1e6:.1f} M chars (and {chars10 / 1e6:.1f} M for the growth check); "
-              f"tokenizer {model.name}; seq_length {args.seq_length}\n")
+        big, small = tmp / "zh-long", tmp / "zh-long-small"
+        chars = long_chinese_corpus(sample, big, int(args.chars), docs)
+        chars_small = long_chinese_corpus(sample, small, int(args.chars) // args.growth, max(1, docs // args.growth))
+        print(f"corpus: {chars / 1e6:.1f} M chars in {docs:,} long Chinese documents; tokenizer {model}; "
+              f"seq_length {args.seq_length}\n", flush=True)
 
-        rows = []
-        for what in ("baseline", "ours"):
-            for workers in (1, 2):
-                spec = {"what": what, "corpus": str(c1), "model": str(model), "seq": args.seq_length,
-                        "workers": workers, "out": str(tmp / f"{what}-{workers}")}
-                r = measure(spec)
-                rows.append((what, workers, chars1, r))
-        for what in ("baseline", "ours"):  # the same corpus, `--growth` times larger: memory must stay flat
-            grown = measure({"what": what, "corpus": str(c10), "model": str(model), "seq": args.seq_length,
-                             "workers": 1, "out": str(tmp / f"{what}-grown")})
-            rows.append((what, 1, chars10, grown))
+        def run(what: str, workers: int, corpus: Path) -> dict:
+            return measure({"what": what, "corpus": str(corpus), "model": str(model), "seq": args.seq_length,
+                            "workers": workers, "out": str(tmp / f"{what}-{workers}-{corpus.name}")})
 
-        base = {w: r["wall_s"] for what, w, c, r in rows if what == "baseline" and c == chars1}
-        print(f"{'variant':10} {'workers':>7} {'M chars':>8} {'samples':>9} {'wall s':>7} {'Mchar/s':>8} "
-              f"{'peak RSS MB':>11} {'vs baseline':>11}")
-        for what, w, c, r in rows:
-            ratio = f"{base[w] / r['wall_s']:.2f}x" if c == chars1 else "-"
-            print(f"{what:10} {w:>7} {c / 1e6:8.1f} {r['samples']:>9} {r['wall_s']:7.2f} "
-                  f"{c / 1e6 / r['wall_s']:8.2f} {r['peak_rss_mb']:11.0f} {ratio:>11}")
-        print()
-        for name in ("ours", "baseline"):
-            small = next(r for what, w, c, r in rows if what == name and w == 1 and c == chars1)
-            big = next(r for what, w, c, r in rows if what == name and w == 1 and c == chars10)
-            print(f"peak RSS, {name}, 1 worker: {small['peak_rss_mb']:.0f} MB at {chars1 / 1e6:.1f} M chars -> "
-                  f"{big['peak_rss_mb']:.0f} MB at {chars10 / 1e6:.1f} M chars "
-                  f"({big['peak_rss_mb'] / small['peak_rss_mb']:.2f}x for {args.growth}x the corpus)")
+        base = {w: run("baseline", w, big) for w in base_workers}
+        ours = {w: run("ours", w, big) for w in ours_workers}
+        ours_small = run("ours", 1, small)
+        print(f"{'variant':10} {'workers':>7} {'samples':>9} {'wall s':>7} {'Mchar/s':>8} {'peak RSS MB':>11} "
+              f"{'vs baseline 1w':>14} {'vs ours 1w':>10} {'sha256 (train+valid)':>20}")
+        rows = [("baseline", w, r) for w, r in base.items()] + [("ours", w, r) for w, r in ours.items()]
+        for what, w, r in rows:
+            vs_base = f"{base[1]['wall_s'] / r['wall_s']:.2f}x" if 1 in base else "-"
+            vs_ours = f"{ours[1]['wall_s'] / r['wall_s']:.2f}x" if what == "ours" and 1 in ours else "-"
+            print(f"{what:10} {w:>7} {r['samples']:>9} {r['wall_s']:7.2f} {chars / 1e6 / r['wall_s']:8.2f} "
+                  f"{r['peak_rss_mb']:11.0f} {vs_base:>14} {vs_ours:>10} {r.get('sha256', '-'):>20}")
+        hashes = {r["sha256"] for r in ours.values()}
+        print(f"\nsame bytes for workers {ours_workers}: {'yes' if len(hashes) == 1 else 'NO: ' + str(hashes)}")
+        if 1 in base and 1 in ours:
+            print(f"ratio at 1 worker: {base[1]['wall_s'] / ours[1]['wall_s']:.2f}x the KnowLM-style baseline "
+                  f"({base[1]['wall_s']:.1f} s vs {ours[1]['wall_s']:.1f} s)")
+        if 1 in ours:
+            print(f"peak RSS, ours, 1 worker: {ours_small['peak_rss_mb']:.0f} MB at {chars_small / 1e6:.1f} M chars "
+                  f"-> {ours[1]['peak_rss_mb']:.0f} MB at {chars / 1e6:.1f} M chars"
+                  + (f"; baseline {base[1]['peak_rss_mb']:.0f} MB" if 1 in base else ""))
+        if len(hashes) != 1:
+            raise SystemExit("worker counts gave different bytes")
 
-        prefix = tmp / "big"
-        t0 = time.perf_counter()
-        build_big_index(prefix, args.reader_samples)
-        size = os.path.getsize(f"{prefix}.bin") + os.path.getsize(f"{prefix}.idx")
-        print(f"\nreader: synthetic index of {args.reader_samples:,} samples ({size / 1e6:.0f} MB on disk), "
-              f"written in {time.perf_counter() - t0:.1f} s; {args.reads:,} random reads each")
-        print(f"{'reader':12} {'open s':>7} {'reads/s':>10} {'RssAnon MiB':>12} {'MiB/M samples':>14} "
-              f"{'RssFile MiB':>12}")
-        for kind in ("mmap", "python-lists"):
-            r = measure({"what": "reader", "prefix": str(prefix), "kind": kind, "reads": args.reads})
-            print(f"{kind:12} {r['open_s']:7.2f} {r['reads_per_s']:10.0f} {r['anon_mib']:12.1f} "
-                  f"{r['anon_mib'] / (r['samples'] / 1e6):14.2f} {r['file_mib']:12.1f}")
+        if args.reader_samples:
+            prefix = tmp / "big"
+            t0 = time.perf_counter()
+            build_big_index(prefix, args.reader_samples)
+            size = os.path.getsize(f"{prefix}.bin") + os.path.getsize(f"{prefix}.idx")
+            print(f"\nreader: synthetic index of {args.reader_samples:,} samples ({size / 1e6:.0f} MB on disk), "
+                  f"written in {time.perf_counter() - t0:.1f} s; {args.reads:,} random reads each")
+            print(f"{'reader':12} {'open s':>7} {'reads/s':>10} {'RssAnon MiB':>12} {'MiB/M samples':>14} "
+                  f"{'RssFile MiB':>12}")
+            for kind in ("mmap", "python-lists"):
+                r = measure({"what": "reader", "prefix": str(prefix), "kind": kind, "reads": args.reads})
+                print(f"{kind:12} {r['open_s']:7.2f} {r['reads_per_s']:10.0f} {r['anon_mib']:12.1f} "
+                      f"{r['anon_mib'] / (r['samples'] / 1e6):14.2f} {r['file_mib']:12.1f}")
 
 
 if __name__ == "__main__":

@@ -29,8 +29,6 @@ builds one per worker (stage 04 does).
 from __future__ import annotations
 
 import bisect
-import itertools
-import operator
 import os
 import re
 from collections import Counter, OrderedDict
@@ -63,28 +61,97 @@ EN_NUMBER_ABBREVIATIONS = frozenset("no nos nr fig figs vol vols p pp art ch cha
 _OPENERS = "(\"'“‘[{«"
 
 
+# Character classes for the vectorised rules: one byte per code point (1.1 MB, built once per
+# process). Python's str.isspace() holds for no code point above U+3000 (tested), so the table
+# is filled from the first 0x3001 code points.
+_CLS_ZH_TERM, _CLS_ZH_CLOSE, _CLS_SPACE, _CLS_NEWLINE = 1, 2, 4, 8
+_CLASSES: list[np.ndarray] = []
+
+
+def _class_table() -> np.ndarray:
+    if not _CLASSES:
+        table = np.zeros(0x110000, dtype=np.uint8)
+        table[[ord(c) for c in _ZH_TERMINATORS]] |= _CLS_ZH_TERM
+        table[[ord(c) for c in _ZH_CLOSERS]] |= _CLS_ZH_CLOSE
+        table[[c for c in range(0x3001) if chr(c).isspace()]] |= _CLS_SPACE
+        table[ord("\n")] |= _CLS_NEWLINE
+        _CLASSES.append(table)
+    return _CLASSES[0]
+
+
+def _code_points(text: str) -> np.ndarray:
+    """The text as a uint32 array of code points (lone surrogates kept)."""
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+
+
+def _classes(text: str) -> np.ndarray:
+    return _class_table()[_code_points(text)]
+
+
 def _content_end(text: str) -> int:
     """Boundaries at or after this point would leave a whitespace-only last sentence."""
     return len(text.rstrip())
 
 
+def _nonspace(cls: np.ndarray) -> np.ndarray:
+    """Positions of the characters that are not whitespace."""
+    return np.flatnonzero((cls & _CLS_SPACE) == 0)
+
+
+def _content_end_cls(nonspace: np.ndarray) -> int:
+    """:func:`_content_end` from :func:`_nonspace` (one past the last non-whitespace character)."""
+    return int(nonspace[-1]) + 1 if nonspace.size else 0
+
+
 def _newline_boundaries(text: str) -> list[int]:
-    """Start of every whitespace run that holds a newline (str.find is faster than a regex
-    that has to try every whitespace character)."""
-    out: list[int] = []
-    p = text.find("\n")
-    while p >= 0:
-        q = p
-        while q and text[q - 1].isspace():
-            q -= 1
-        if not out or out[-1] != q:
-            out.append(q)
-        p = text.find("\n", p + 1)
-    return out
+    """Start of every whitespace run that holds a newline."""
+    cls = _classes(text)
+    return _newline_boundaries_cls(cls, _nonspace(cls)).tolist()
+
+
+def _newline_boundaries_cls(cls: np.ndarray, nonspace: np.ndarray) -> np.ndarray:
+    """The run holding a newline starts after the last non-whitespace character before it."""
+    newlines = np.flatnonzero(cls & _CLS_NEWLINE)
+    if not newlines.size:
+        return newlines
+    if not nonspace.size:  # all whitespace: one run from 0
+        return np.zeros(1, dtype=np.int64)
+    k = np.searchsorted(nonspace, newlines)
+    starts = np.where(k > 0, nonspace[np.maximum(k - 1, 0)] + 1, 0)
+    return starts[np.concatenate(([True], starts[1:] != starts[:-1]))]  # sorted; one per run
 
 
 def _zh_boundaries(text: str) -> list[int]:
-    return [m.end() for m in _ZH_END.finditer(text)]
+    return _zh_boundaries_cls(_classes(text)).tolist()
+
+
+def _zh_boundaries_cls(cls: np.ndarray) -> np.ndarray:
+    """Ends of the matches of ``_ZH_END`` (a terminator run plus the closers right after it),
+    computed on the terminator/closer positions only: a closer belongs to a match when the
+    nearest character before it that is not a closer is a terminator; a match ends where the
+    next character does not continue it (a terminator continues with a terminator or a closer,
+    a closer only with a closer)."""
+    pos = np.flatnonzero(cls & (_CLS_ZH_TERM | _CLS_ZH_CLOSE))
+    if not pos.size:
+        return pos
+    c = cls[pos]
+    term = (c & _CLS_ZH_TERM) != 0
+    if not term.any():
+        return np.zeros(0, dtype=np.int64)
+    close = ~term
+    adjacent = np.zeros(len(pos), dtype=bool)           # the previous listed position is pos - 1
+    adjacent[1:] = pos[1:] == pos[:-1] + 1
+    # a closer is in a match when, going back over adjacent closers, a terminator comes first
+    first_of_block = ~(close & adjacent)                 # where such a backward walk stops
+    idx = np.arange(len(pos))
+    anchor = np.maximum.accumulate(np.where(first_of_block, idx, 0))
+    in_match = term | (close & adjacent & term[anchor])
+    nxt_adjacent = np.zeros(len(pos), dtype=bool)
+    nxt_adjacent[:-1] = adjacent[1:]
+    nxt_term = np.zeros(len(pos), dtype=bool)
+    nxt_term[:-1] = term[1:]
+    continues = nxt_adjacent & (term | ~nxt_term)        # T → T/C, C → C
+    return pos[in_match & ~continues] + 1
 
 
 def _en_boundaries(text: str) -> list[int]:
@@ -134,25 +201,55 @@ def _merge(text: str, *lists: list[int]) -> list[int]:
     return [b for b in merged if 0 < b < end]
 
 
+def _merge_cls(nonspace: np.ndarray, *arrays: np.ndarray) -> np.ndarray:
+    """:func:`_merge` on arrays (sorted unique, 0 < b < content end)."""
+    if len(arrays) == 1:
+        merged = arrays[0]
+    else:
+        merged = np.sort(np.concatenate(arrays))
+        if merged.size > 1:
+            merged = merged[np.concatenate(([True], merged[1:] != merged[:-1]))]
+    end = _content_end_cls(nonspace)
+    lo, hi = np.searchsorted(merged, 1), np.searchsorted(merged, end)
+    return np.asarray(merged[lo:hi], dtype=np.int64)
+
+
+def _boundary_array(text: str, lang: str) -> np.ndarray:
+    """Interior boundaries of a built-in splitter as an int64 array (the chunker's fast path)."""
+    if lang not in ("zh", "code", "en", "mixed"):
+        return np.asarray(_BUILTIN_BOUNDARIES[lang](text), dtype=np.int64)
+    cls = _classes(text)
+    nonspace = _nonspace(cls)
+    newlines = _newline_boundaries_cls(cls, nonspace)
+    if lang == "zh":
+        return _merge_cls(nonspace, _zh_boundaries_cls(cls), newlines)
+    if lang == "code":
+        return _merge_cls(nonspace, newlines)
+    en = np.asarray(_en_boundaries(text), np.int64)
+    if lang == "en":
+        return _merge_cls(nonspace, en, newlines)
+    return _merge_cls(nonspace, _zh_boundaries_cls(cls), en, newlines)
+
+
 def zh_boundaries(text: str) -> list[int]:
     """Chinese: after 。！？；!?; (and any closing quotes/brackets after them) and before every
     whitespace run that holds a newline."""
-    return _merge(text, _zh_boundaries(text), _newline_boundaries(text))
+    return _boundary_array(text, "zh").tolist()
 
 
 def en_boundaries(text: str) -> list[int]:
     """English: the rules of :func:`_en_boundaries` plus newlines."""
-    return _merge(text, _en_boundaries(text), _newline_boundaries(text))
+    return _boundary_array(text, "en").tolist()
 
 
 def code_boundaries(text: str) -> list[int]:
     """Code: one line per sentence (the newline and the next line's indentation start it)."""
-    return _merge(text, _newline_boundaries(text))
+    return _boundary_array(text, "code").tolist()
 
 
 def mixed_boundaries(text: str) -> list[int]:
     """Mixed Chinese/English web text: the zh and the en rules together."""
-    return _merge(text, _zh_boundaries(text), _en_boundaries(text), _newline_boundaries(text))
+    return _boundary_array(text, "mixed").tolist()
 
 
 def spans_from_boundaries(text: str, boundaries: Sequence[int]) -> list[tuple[int, int]]:
@@ -251,6 +348,14 @@ def sentence_boundaries(text: str, lang: str) -> list[int]:
     return [int(e) for _, e in spans[:-1]]
 
 
+def _sentence_boundary_array(text: str, lang: str) -> np.ndarray:
+    """:func:`sentence_boundaries` as an int64 array (built-in splitters without lists)."""
+    fn = _splitter(lang)
+    if _BUILTIN_SPLITTERS.get(lang) is fn:
+        return _boundary_array(text, lang)
+    return np.asarray(sentence_boundaries(text, lang), dtype=np.int64)
+
+
 def split_sentences(text: str, lang: str) -> list[tuple[int, int]]:
     """Character spans ``(start, end)`` of the sentences of ``text``; they tile it exactly
     (first start 0, last end ``len(text)``, each end the next start, none empty)."""
@@ -315,24 +420,30 @@ def greedy_chunk(lengths: Sequence[int], seq_length: int, strategy: str = "knowl
     return _greedy(raw, seq_length, strategy == "knowlm", bos, eos)
 
 
-def _greedy(lengths: list[int], seq_length: int, backward: bool, bos: bool, eos: bool) -> list[tuple[int, int]]:
-    """The loop of :func:`greedy_chunk` without argument checks (units must fit)."""
-    cost = list(lengths)
-    n = len(cost)
-    cost[0] += int(bos)
-    cost[-1] += int(eos)
+def _greedy(lengths: "list[int] | np.ndarray", seq_length: int, backward: bool, bos: bool,
+            eos: bool) -> list[tuple[int, int]]:
+    """The loop of :func:`greedy_chunk` without argument checks (units must fit, lengths >= 0).
+
+    Each step is a binary search on the running totals: a sample starting at unit i ends at the
+    last j with ``total[j] - total[i] <= seq_length`` and (``knowlm``) is extended back to the
+    first s with ``total[j] - total[s] <= seq_length`` — the same as adding units one by one
+    (lengths are never negative), with Python work per sample instead of per unit."""
+    n = len(lengths)
+    if n == 0:
+        return []
+    cum = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lengths, out=cum[1:])
+    if eos:
+        cum[n] += 1
+    if bos:
+        cum[1:] += 1
+    c = cum.tolist()
     out = []
     i = 0
+    bisect_right, bisect_left = bisect.bisect_right, bisect.bisect_left
     while i < n:
-        total, j = cost[i], i + 1
-        while j < n and total + cost[j] <= seq_length:
-            total += cost[j]
-            j += 1
-        s = i
-        if backward:
-            while s > 0 and total + cost[s - 1] <= seq_length:
-                s -= 1
-                total += cost[s]
+        j = bisect_right(c, c[i] + seq_length, i + 1) - 1
+        s = bisect_left(c, c[j] - seq_length, 0, i) if backward else i
         out.append((s, j))
         i = j
     return out
@@ -423,18 +534,23 @@ class DocumentChunker:
         self.byte_lengths = np.full(n, _BIG, dtype=np.int64)
         self._is_byte = np.zeros(n, dtype=bool)
         self._is_continuation = np.zeros(n, dtype=bool)  # byte pieces 0x80-0xBF: inside a character
-        for i in range(n):
-            if self.sp.is_byte(i):
+        # one pass over the parsed model (piece types: 1 normal, 2 unknown, 3 control, 4 user
+        # defined, 5 unused, 6 byte) instead of five processor calls per id
+        if len(proto.pieces) != n:  # pragma: no cover - a processor and its proto always agree
+            raise ValueError(f"the model proto has {len(proto.pieces)} pieces, the processor {n}")
+        for i, sp_piece in enumerate(proto.pieces):
+            kind = sp_piece.type
+            if kind == 6:
                 self.byte_lengths[i] = 1
                 self._is_byte[i] = True
-                value = int(self.sp.id_to_piece(i)[3:5], 16)
+                value = int(sp_piece.piece[3:5], 16)
                 if value < 0x80 or 0xC0 <= value <= 0xF7:
                     self.char_lengths[i] = 1  # an ASCII character (<0x0A>) or the first byte of one
                 elif value <= 0xBF:
                     self.char_lengths[i] = 0
                     self._is_continuation[i] = True
-            elif not (self.sp.is_unknown(i) or self.sp.is_control(i) or self.sp.is_unused(i)):
-                piece = self.sp.id_to_piece(i)
+            elif kind in (1, 4):
+                piece = sp_piece.piece
                 self.char_lengths[i] = len(piece)
                 self.byte_lengths[i] = len(piece.replace("▁", " ").encode("utf-8"))
         try:
@@ -524,44 +640,49 @@ class DocumentChunker:
         """``(ids, token_cuts, char_cuts)``: unit u is tokens ``token_cuts[u]:token_cuts[u+1]``
         and text ``char_cuts[u]:char_cuts[u+1]``. Units are sentences (merged where a token
         straddles their boundary) and pieces of over-long sentences."""
-        return self._units(text, lang, *self.token_char_ends(text))
+        ids, token_cuts, char_cuts = self._units(text, lang, *self.token_char_ends(text))
+        return ids, token_cuts.tolist(), char_cuts.tolist()
 
-    def _units(self, text: str, lang: str, ids: np.ndarray, char_ends: np.ndarray, used: str):
-        bounds = sentence_boundaries(text, lang)
+    def _units(self, text: str, lang: str, ids: np.ndarray, char_ends: np.ndarray, used: str = ""):
+        """The units as int64 arrays, planned with array operations: the boundaries are looked
+        up in the (non-decreasing) token ends with one ``searchsorted``; only over-long units
+        are cut in a Python loop."""
         n_tok = len(ids)
         if n_tok == 0:
-            return ids, [0], [0]
-        ce = char_ends.tolist()  # plain lists and bisect: cheaper than numpy calls for a few boundaries
-        token_cuts, char_cuts = [0], [0]
-        if bounds:
+            _splitter(lang)
+            return ids, np.zeros(1, np.int64), np.zeros(1, np.int64)
+        bounds = _sentence_boundary_array(text, lang)
+        if bounds.size:
             # non-decreasing ends (a -1 inside a character becomes the character's start, so
             # the first token ending at a character boundary is the one that really ends there)
-            search = ce if ce[0] >= 0 and min(ce) >= 0 else list(itertools.accumulate(ce, max))
-            k = 0
-            for b in bounds:
-                k = bisect.bisect_left(search, b, k)
-                if k == n_tok:
-                    break
-                if search[k] == b:  # a token ends exactly at the boundary
-                    token_cuts.append(k + 1)
-                    char_cuts.append(b)
-        token_cuts.append(n_tok)
-        char_cuts.append(len(text))
-        if max(map(operator.sub, token_cuts[1:], token_cuts)) + self.add_bos + self.add_eos > self.seq_length:
-            cost = list(map(operator.sub, token_cuts[1:], token_cuts))
-            cost[0] += self.add_bos
-            cost[-1] += self.add_eos
-            if max(cost) > self.seq_length:
-                token_cuts, char_cuts = self._split_long(token_cuts, char_cuts, ce, n_tok)
+            search = char_ends if char_ends.min() >= 0 else np.maximum.accumulate(char_ends)
+            k = np.searchsorted(search, bounds, side="left")
+            inside = k < n_tok
+            k, bounds = k[inside], bounds[inside]
+            hit = search[k] == bounds  # a token ends exactly at the boundary
+            k, bounds = k[hit], bounds[hit]
+        else:
+            k = bounds
+        token_cuts = np.empty(len(k) + 2, dtype=np.int64)
+        token_cuts[0], token_cuts[1:-1], token_cuts[-1] = 0, k + 1, n_tok
+        char_cuts = np.empty(len(k) + 2, dtype=np.int64)
+        char_cuts[0], char_cuts[1:-1], char_cuts[-1] = 0, bounds, len(text)
+        cost = np.diff(token_cuts)
+        cost[0] += self.add_bos
+        cost[-1] += self.add_eos
+        if cost.max() > self.seq_length:
+            token_cuts, char_cuts = self._split_long(token_cuts, char_cuts, char_ends, n_tok)
         return ids, token_cuts, char_cuts
 
-    def _split_long(self, token_cuts: list[int], char_cuts: list[int], ce: list[int], n_tok: int):
+    def _split_long(self, token_cuts: np.ndarray, char_cuts: np.ndarray, ce: np.ndarray, n_tok: int):
         """Cut units that exceed the budget into pieces at token boundaries that are also
         character boundaries; each piece as long as fits (BOS/EOS counted where they go)."""
         L, bos, eos = self.seq_length, self.add_bos, self.add_eos
-        tc, cc = [0], [0]
-        for u in range(len(token_cuts) - 1):
-            pos, tb, cpos, cb = token_cuts[u], token_cuts[u + 1], char_cuts[u], char_cuts[u + 1]
+        starts, ends = token_cuts[:-1], token_cuts[1:]
+        need = (ends - starts) + (bos & (starts == 0)) + (eos & (ends == n_tok)) > L
+        at, new_tc, new_cc = [], [], []
+        for u in np.flatnonzero(need).tolist():
+            pos, tb, cpos = int(token_cuts[u]), int(token_cuts[u + 1]), int(char_cuts[u])
             last = tb == n_tok
             while True:
                 cap = L - int(bos and pos == 0)
@@ -573,34 +694,82 @@ class DocumentChunker:
                 if c == pos:
                     raise ValueError(f"seq_length {L} cannot hold the tokens of one character at character "
                                      f"{cpos} (a byte-fallback character needs up to 4 tokens)")
-                tc.append(c)
-                cc.append(ce[c - 1])
-                pos, cpos = c, ce[c - 1]
-            tc.append(tb)
-            cc.append(cb)
-        return tc, cc
+                pos, cpos = c, int(ce[c - 1])
+                at.append(u + 1)
+                new_tc.append(pos)
+                new_cc.append(cpos)
+        return np.insert(token_cuts, at, new_tc), np.insert(char_cuts, at, new_cc)
 
     # -------------------------------------------------------------- samples ----------
+    def _plan(self, text: str, lang: str):
+        """``(ids, token_cuts, char_cuts, groups)`` or ``(ids, None, None, None)`` when the
+        whole document fits one sample (no need to find sentences)."""
+        ids, char_ends, used = self.token_char_ends(text)
+        if len(ids) + self.add_bos + self.add_eos <= self.seq_length:
+            return ids, None, None, None
+        ids, token_cuts, char_cuts = self._units(text, lang, ids, char_ends, used)
+        groups = _greedy(np.diff(token_cuts), self.seq_length, self.strategy == "knowlm", self.add_bos,
+                         self.add_eos)
+        return ids, token_cuts, char_cuts, groups
+
     def chunk(self, text: str, lang: str) -> list[Sample]:
         """Samples of ``text`` (``[]`` for an empty text), in document order."""
         _splitter(lang)  # reject an unknown language whatever the text
         if not text:
             return []
-        ids, char_ends, used = self.token_char_ends(text)
-        if len(ids) + self.add_bos + self.add_eos <= self.seq_length:  # the whole document fits:
-            ids = self._with_bos_eos(ids, self.add_bos, self.add_eos)   # no need to find sentences
-            return [Sample(ids, 0, len(text), self.add_bos, self.add_eos, 0, len(char_ends))] if len(ids) else []
-        ids, token_cuts, char_cuts = self._units(text, lang, ids, char_ends, used)
+        ids, token_cuts, char_cuts, groups = self._plan(text, lang)
+        if groups is None:
+            n_ids = len(ids)
+            ids = self._with_bos_eos(ids, self.add_bos, self.add_eos)
+            return [Sample(ids, 0, len(text), self.add_bos, self.add_eos, 0, n_ids)] if len(ids) else []
         n_units = len(token_cuts) - 1
-        lengths = list(map(operator.sub, token_cuts[1:], token_cuts))
-        groups = _greedy(lengths, self.seq_length, self.strategy == "knowlm", self.add_bos, self.add_eos)
+        tc, cc = token_cuts.tolist(), char_cuts.tolist()
         out = []
         for s, e in groups:
-            ts, te = token_cuts[s], token_cuts[e]
+            ts, te = tc[s], tc[e]
             bos = self.add_bos and s == 0
             eos = self.add_eos and e == n_units
-            out.append(Sample(self._with_bos_eos(ids[ts:te], bos, eos), char_cuts[s], char_cuts[e], bos, eos, ts, te))
+            out.append(Sample(self._with_bos_eos(ids[ts:te], bos, eos), cc[s], cc[e], bos, eos, ts, te))
         return out
+
+    def chunk_flat(self, text: str, lang: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The samples of :meth:`chunk` as flat arrays, cheap to send between processes:
+        ``(ids, lengths, flags)`` = all sample ids back to back (int32, BOS/EOS included), the
+        token count of each sample and its flags (1 = BOS, 2 = EOS)."""
+        _splitter(lang)
+        if not text:
+            return np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, np.uint8)
+        ids, token_cuts, char_cuts, groups = self._plan(text, lang)
+        bos_id, eos_id = self.bos_id, self.eos_id
+        if groups is None:
+            n = len(ids)
+            if n == 0:
+                return np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, np.uint8)
+            b, e = self.add_bos, self.add_eos
+            flat = np.empty(n + b + e, dtype=np.int32)
+            flat[b:b + n] = ids
+            if b:
+                flat[0] = bos_id
+            if e:
+                flat[-1] = eos_id
+            return flat, np.array([len(flat)], np.int64), np.array([b | (2 * e)], np.uint8)
+        n_units = len(token_cuts) - 1
+        tc = token_cuts.tolist()
+        spans = [(tc[s], tc[e], self.add_bos and s == 0, self.add_eos and e == n_units) for s, e in groups]
+        lengths = np.array([te - ts + b + e for ts, te, b, e in spans], dtype=np.int64)
+        flags = np.array([int(b) | (2 * int(e)) for _, _, b, e in spans], dtype=np.uint8)
+        flat = np.empty(int(lengths.sum()), dtype=np.int32)
+        p = 0
+        for ts, te, b, e in spans:
+            if b:
+                flat[p] = bos_id
+                p += 1
+            flat[p:p + te - ts] = ids[ts:te]
+            p += te - ts
+            if e:
+                flat[p] = eos_id
+                p += 1
+        return flat, lengths, flags
 
     def _with_bos_eos(self, ids: np.ndarray, bos: bool, eos: bool) -> np.ndarray:
         """``ids`` (a read-only view of the document's ids) with BOS/EOS around it, read-only."""

@@ -28,6 +28,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Literal, Sequence
 
@@ -506,6 +507,88 @@ def local_launch(script: str | os.PathLike, script_args: Sequence[Any] | None = 
     return argv, env
 
 
+def resolve_device(device: str) -> Device:
+    """``"auto"``: ``"cuda"`` when torch sees a GPU in this process, else ``"cpu"``; ``"cpu"`` and
+    ``"cuda"`` are returned as given."""
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() and torch.cuda.device_count() > 0 else "cpu"
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+    return device  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """Where a launch runs: the device, processes per node, nodes (and their hostfile)."""
+
+    device: Device
+    nprocs: int
+    nodes: int
+    hostfile: Path | None
+
+    @property
+    def world_size(self) -> int:
+        return self.nprocs * self.nodes
+
+
+def launch_plan(device: str = "auto", nprocs: int | None = None, hostfile: str | os.PathLike | None = None,
+                nodes: int | None = None) -> LaunchPlan:
+    """Resolve a launch's parameters (a notebook's ``device``/``nprocs``/``hostfile``/``nodes``).
+
+    ``device="auto"`` picks ``cuda`` when torch sees a GPU here. ``nprocs`` (processes per node)
+    ``None``: 1 on the CPU, one per visible GPU, or — with a hostfile — the first host's slots.
+    ``hostfile`` (``host slots=N`` lines, first = master): a multi-node GPU run that the
+    ``deepspeed`` launcher starts from this machine over ssh; ``nodes`` uses its first ``nodes``
+    hosts (``None``: all). Every host is assumed to have the same number of GPUs."""
+    dev = resolve_device(device)
+    if nprocs is not None and (isinstance(nprocs, bool) or int(nprocs) < 1):
+        raise ValueError(f"nprocs must be ≥ 1 (or None), got {nprocs!r}")
+    if hostfile is None:
+        if nodes not in (None, 1):
+            raise ValueError(f"nodes={nodes}: several nodes need a hostfile (one 'host slots=N' line per node)")
+        if nprocs is None:
+            import torch
+
+            nprocs = torch.cuda.device_count() if dev == "cuda" else 1
+        return LaunchPlan(dev, int(nprocs), 1, None)
+    if dev != "cuda":
+        raise ValueError("a hostfile launch starts GPU processes on other machines over ssh; this machine has no "
+                         "GPU (device resolved to 'cpu'): run it from a GPU node, or leave hostfile None")
+    hosts = read_hostfile(hostfile)
+    if nodes is not None and not 1 <= int(nodes) <= len(hosts):
+        raise ValueError(f"nodes={nodes}: {hostfile} lists {len(hosts)} host(s)")
+    first = next(iter(hosts.values()))
+    if nprocs is not None and int(nprocs) > first:
+        raise ValueError(f"nprocs={nprocs} is more than the {first} slots of the first host in {hostfile}")
+    return LaunchPlan(dev, int(nprocs or first), int(nodes or len(hosts)), Path(hostfile).resolve())
+
+
+def hostfile_launch(script: str | os.PathLike, script_args: Sequence[Any] | None, hostfile: str | os.PathLike, *,
+                    nodes: int | None = None, nprocs: int | None = None, master_port: int = 29500,
+                    extensions_dir: str | os.PathLike | None = None) -> tuple[list[str], dict[str, str]]:
+    """``(argv, env)`` of a multi-node GPU run started from the first host of ``hostfile`` with
+    one command: ``deepspeed --hostfile H --num_nodes N --num_gpus G --master_addr FIRST
+    --master_port P script args…``. The launcher reaches every host over passwordless ssh (pdsh)
+    and starts ``G`` processes there; every host needs the same paths (a shared file system and
+    the same virtual environment). ``nodes``/``nprocs`` ``None``: all hosts / the first host's
+    slots. The master is the hostfile's first host, which must be a name the others can reach
+    (not ``localhost``)."""
+    hosts = read_hostfile(hostfile)
+    master = next(iter(hosts))
+    if master == "localhost" or master.startswith("127."):
+        raise ValueError(f"{hostfile}: the first host {master!r} is the master every node connects to; use its "
+                         "network name or address (for one machine, launch without a hostfile)")
+    plan_nodes = int(nodes) if nodes is not None else len(hosts)
+    if not 1 <= plan_nodes <= len(hosts):
+        raise ValueError(f"nodes={nodes}: {hostfile} lists {len(hosts)} host(s)")
+    argv = deepspeed_argv(script, script_args, hostfile=Path(hostfile).resolve(), num_nodes=plan_nodes,
+                          num_gpus=nprocs, master_addr=master, master_port=int(master_port))
+    env = launch_env("cuda", extensions_dir=extensions_dir, master_port=int(master_port), master_addr=master)
+    return argv, env
+
+
 _SBATCH_VALUE_RE = re.compile(r"^[A-Za-z0-9_.:%/@+=,-]+$")
 
 
@@ -516,11 +599,15 @@ def _sbatch_value(name: str, value: Any) -> str:
     return text
 
 
+_MEM_RE = re.compile(r"^\d+[KMGT]?$")
+
+
 def slurm_script(script: str | os.PathLike, script_args: Sequence[Any] | None = None, *, nodes: int,
                  gpus_per_node: int, time_limit: str = "72:00:00", job_name: str = "knowlm-pretrain",
                  launcher: Literal["torchrun", "deepspeed"] = "torchrun", partition: str | None = None,
                  cpus_per_task: int | None = None, output: str = "slurm-%x-%j.out", master_port: int = 29500,
-                 env: dict[str, str] | None = None, setup: Sequence[str] = ()) -> str:
+                 env: dict[str, str] | None = None, setup: Sequence[str] = (), mem: str | None = None,
+                 requeue: bool = False, requeue_signal_s: int = 600, max_restarts: int = 20) -> str:
     """An ``sbatch`` script running one launcher per node (``--ntasks-per-node=1``).
 
     The master is the first host of the allocation (``scontrol show hostnames``). With
@@ -531,6 +618,15 @@ def slurm_script(script: str | os.PathLike, script_args: Sequence[Any] | None = 
     The hostfile is written to the submit directory, which every node must see (a shared file
     system, as Slurm clusters have). Every user-supplied string is shell-quoted; #SBATCH values
     are validated.
+
+    ``mem``: host memory per node (``--mem``; ``"0"`` = all of the node's memory, what ZeRO-3
+    offload wants). ``requeue=True`` makes a chain of jobs out of one submission: Slurm sends the
+    batch shell ``USR1`` ``requeue_signal_s`` seconds before the time limit (``--signal=B:USR1@…``),
+    the trap requeues the job (``scontrol requeue``, same job id, ``--open-mode=append`` keeps one
+    log), and the next run resumes from the newest checkpoint — pass ``resume_from=latest`` in
+    ``script_args`` (:func:`pretrain_sbatch` does). A job that finishes or fails is not requeued;
+    after ``max_restarts`` requeues the chain stops. Work since the last checkpoint is redone, so
+    keep ``save_steps`` well inside the time limit.
     ``setup`` lines (e.g. ``source /path/venv/bin/activate``) are inserted verbatim: they are
     the caller's own shell code.
     """
@@ -538,6 +634,10 @@ def slurm_script(script: str | os.PathLike, script_args: Sequence[Any] | None = 
         raise ValueError("nodes and gpus_per_node must be ≥ 1")
     if launcher not in ("torchrun", "deepspeed"):
         raise ValueError(f"launcher must be 'torchrun' or 'deepspeed', got {launcher!r}")
+    if mem is not None and not _MEM_RE.match(str(mem)):
+        raise ValueError(f"slurm mem={mem!r}: expected a size such as 500G, 480000M or 0 (all of the node's memory)")
+    if requeue and (int(requeue_signal_s) < 1 or int(max_restarts) < 1):
+        raise ValueError("requeue_signal_s and max_restarts must be ≥ 1")
     q = shlex.quote
     args = _script_args(script_args)
     head = ["#!/bin/bash",
@@ -547,10 +647,14 @@ def slurm_script(script: str | os.PathLike, script_args: Sequence[Any] | None = 
             f"#SBATCH --gpus-per-node={int(gpus_per_node)}",
             f"#SBATCH --time={_sbatch_value('time', time_limit)}",
             f"#SBATCH --output={_sbatch_value('output', output)}"]
+    if mem is not None:
+        head.append(f"#SBATCH --mem={mem}")
     if partition:
         head.append(f"#SBATCH --partition={_sbatch_value('partition', partition)}")
     if cpus_per_task:
         head.append(f"#SBATCH --cpus-per-task={int(cpus_per_task)}")
+    if requeue:
+        head += ["#SBATCH --requeue", f"#SBATCH --signal=B:USR1@{int(requeue_signal_s)}", "#SBATCH --open-mode=append"]
     body = ["set -euo pipefail", *setup]
     for key, value in (env or {}).items():
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
@@ -558,20 +662,89 @@ def slurm_script(script: str | os.PathLike, script_args: Sequence[Any] | None = 
         body.append(f"export {key}={q(str(value))}")
     body += ['export MASTER_ADDR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"',
              f"export MASTER_PORT={int(master_port)}",
-             'echo "master $MASTER_ADDR:$MASTER_PORT, nodes: $SLURM_JOB_NODELIST"']
+             'echo "master $MASTER_ADDR:$MASTER_PORT, nodes: $SLURM_JOB_NODELIST, restart ${SLURM_RESTART_COUNT:-0}"']
     if launcher == "torchrun":
         cmd = ["torchrun", "--nnodes", str(int(nodes)), "--nproc_per_node", str(int(gpus_per_node)),
                "--rdzv_backend", "c10d", "--rdzv_id", "$SLURM_JOB_ID", "--rdzv_endpoint", "$MASTER_ADDR:$MASTER_PORT"]
         line = " ".join(q(c) if not c.startswith("$") else f'"{c}"' for c in cmd)
-        body.append(f"srun --kill-on-bad-exit=1 {line} {shlex.join([str(script), *args])}")
+        srun = f"srun --kill-on-bad-exit=1 {line} {shlex.join([str(script), *args])}"
     else:
         body += ['HOSTFILE="hostfile-$SLURM_JOB_ID"',
                  f'scontrol show hostnames "$SLURM_JOB_NODELIST" | sed "s/$/ slots={int(gpus_per_node)}/" > "$HOSTFILE"']
         inner = ("exec deepspeed --hostfile \"$HOSTFILE\" --no_ssh --node_rank \"$SLURM_NODEID\" "
                  "--master_addr \"$MASTER_ADDR\" --master_port \"$MASTER_PORT\" "
                  f"--num_nodes {int(nodes)} --num_gpus {int(gpus_per_node)} {shlex.join([str(script), *args])}")
-        body += ['export HOSTFILE', f"srun --kill-on-bad-exit=1 bash -c {q(inner)}"]
+        body.append("export HOSTFILE")
+        srun = f"srun --kill-on-bad-exit=1 bash -c {q(inner)}"
+    if not requeue:
+        body.append(srun)
+    else:
+        # srun runs in the background so that the trap runs as soon as USR1 arrives (bash runs traps
+        # only between commands, and `wait` is interruptible); the script exits with srun's status
+        body += [
+            "requeue_job() {",
+            f'  if [ "${{SLURM_RESTART_COUNT:-0}}" -ge {int(max_restarts)} ]; then',
+            f'    echo "time limit near, but already restarted {int(max_restarts)} times: not requeueing"',
+            "  else",
+            '    echo "time limit near: requeueing job $SLURM_JOB_ID; the next run resumes from the newest checkpoint"',
+            '    scontrol requeue "$SLURM_JOB_ID"',
+            "  fi",
+            "}",
+            "trap requeue_job USR1",
+            f"{srun} &",
+            "SRUN_PID=$!",
+            "set +e",
+            'wait "$SRUN_PID"; STATUS=$?',
+            'while [ "$STATUS" -gt 128 ] && kill -0 "$SRUN_PID" 2>/dev/null; do  # woken by the trap: keep waiting',
+            '  wait "$SRUN_PID"; STATUS=$?',
+            "done",
+            'exit "$STATUS"',
+        ]
     return "\n".join(head + [""] + body) + "\n"
+
+
+def pretrain_sbatch(config_path: str | os.PathLike, *, nodes: int, gpus_per_node: int,
+                    launcher: Literal["torchrun", "deepspeed"] = "deepspeed", overrides: Sequence[str] = (),
+                    time_limit: str = "72:00:00", mem: str | None = "0", requeue: bool = True,
+                    requeue_signal_s: int = 600, max_restarts: int = 20, job_name: str = "knowlm-pretrain",
+                    partition: str | None = None, cpus_per_task: int | None = None,
+                    output: str = "slurm-%x-%j.out", master_port: int = 29500,
+                    setup: Sequence[str] | None = None, env: dict[str, str] | None = None) -> str:
+    """The sbatch script of a pretraining run of ``config_path`` on ``nodes`` × ``gpus_per_node``
+    GPUs (:func:`slurm_script`): every node runs ``scripts/pretrain.py CONFIG -o device=cuda
+    [-o OVERRIDE …] -o resume_from=latest`` under ``launcher``, so a requeued (or resubmitted) job
+    continues from the newest checkpoint. The config and overrides are loaded and validated here
+    first (a typo fails now, not after hours in the queue); ``requeue`` needs ``save_steps``.
+    Paths are made absolute (this checkout's script and config: the nodes must see the same
+    paths). ``setup`` defaults to activating this Python's virtual environment when it runs in one."""
+    from .config import parse_overrides
+    from .pretrain import PretrainConfig, pretrain_script
+    from .workdir import resolve_path
+
+    config_file = resolve_path(config_path)
+    if not config_file.is_file():
+        raise FileNotFoundError(f"config not found: {config_path} (looked at {config_file})")
+    items = [str(o) for o in overrides]
+    for item, (parts, _value) in zip(items, parse_overrides(items)):
+        if parts in (["device"], ["resume_from"]):
+            raise ValueError(f"override {item!r}: a Slurm GPU job sets device=cuda and resume_from=latest itself")
+    items = ["device=cuda", *items, "resume_from=latest"]
+    cfg = PretrainConfig.load(config_file, items)
+    if requeue and cfg.save_steps is None:
+        raise ValueError(f"{config_file}: save_steps is not set, so a requeued job would have no checkpoint to resume "
+                         "from: set save_steps (or requeue=False)")
+    if setup is None:
+        activate = Path(sys.prefix) / "bin" / "activate"
+        in_venv = sys.prefix != sys.base_prefix and activate.is_file()
+        setup = [f"source {shlex.quote(str(activate))}"] if in_venv else []
+    script_args: list[str] = [str(config_file)]
+    for item in items:
+        script_args += ["-o", item]
+    return slurm_script(pretrain_script(), script_args, nodes=nodes, gpus_per_node=gpus_per_node,
+                        time_limit=time_limit, job_name=job_name, launcher=launcher, partition=partition,
+                        cpus_per_task=cpus_per_task, output=output, master_port=master_port, env=env,
+                        setup=list(setup), mem=mem, requeue=requeue, requeue_signal_s=requeue_signal_s,
+                        max_restarts=max_restarts)
 
 
 # --------------------------------------------------------------------------------------------
@@ -681,7 +854,7 @@ def _terminate_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
 
 
 def add_cli(subparsers) -> None:
-    """``knowlm launch deepspeed-config|hostfile|slurm``."""
+    """``knowlm launch deepspeed-config|hostfile|slurm|sbatch``."""
     p = subparsers.add_parser("launch", help="stage 05: DeepSpeed configs, hostfiles and Slurm scripts")
     sub = p.add_subparsers(dest="launch_cmd", required=True)
 
@@ -717,6 +890,31 @@ def add_cli(subparsers) -> None:
     s.add_argument("script", help="training script run on every node")
     s.add_argument("script_args", nargs=argparse.REMAINDER, help="its arguments (put them after --)")
     s.set_defaults(func=_cli_slurm)
+
+    b = sub.add_parser("sbatch", help="write the sbatch script of a pretraining run: one launcher per node, --mem, "
+                                      "requeue before the time limit and resume_from=latest (a chain of jobs)")
+    b.add_argument("config", help="pretraining YAML (configs/pretrain/...), validated now")
+    b.add_argument("--nodes", type=int, required=True)
+    b.add_argument("--gpus-per-node", type=int, required=True)
+    b.add_argument("--launcher", default="deepspeed", choices=("deepspeed", "torchrun"),
+                   help="run per node by srun (deepspeed --no_ssh --node_rank, or torchrun c10d)")
+    b.add_argument("--mem", default="0", help="host memory per node, e.g. 500G (default 0: all of the node's; ZeRO-3 "
+                                              "offload keeps the model states there)")
+    b.add_argument("--time", default="72:00:00", help="wall-clock limit of one job (HH:MM:SS or D-HH:MM:SS)")
+    b.add_argument("--no-requeue", dest="requeue", action="store_false",
+                   help="no requeue chain (the job ends at its time limit; resubmit to resume)")
+    b.add_argument("--requeue-signal-s", type=int, default=600, help="requeue this many seconds before the limit")
+    b.add_argument("--max-restarts", type=int, default=20, help="stop requeueing after this many restarts")
+    b.add_argument("--job-name", default="knowlm-pretrain")
+    b.add_argument("--partition")
+    b.add_argument("--cpus-per-task", type=int)
+    b.add_argument("--master-port", type=int, default=29500)
+    b.add_argument("--setup", action="append", default=None,
+                   help="shell line run first (default: activate this virtual environment)")
+    b.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override passed to every node (repeatable)")
+    b.add_argument("--out", help="output .sbatch file (default: print)")
+    b.set_defaults(func=_cli_sbatch)
 
 
 def _emit(text: str, out: str | None) -> None:
@@ -762,16 +960,35 @@ def _cli_slurm(args) -> int:
     return 0
 
 
-def launch_stage(script: str | os.PathLike, config_path: str | os.PathLike, nprocs: int = 1,
+def _cli_sbatch(args) -> int:
+    text = pretrain_sbatch(args.config, nodes=args.nodes, gpus_per_node=args.gpus_per_node, launcher=args.launcher,
+                           overrides=args.override, time_limit=args.time, mem=args.mem, requeue=args.requeue,
+                           requeue_signal_s=args.requeue_signal_s, max_restarts=args.max_restarts,
+                           job_name=args.job_name, partition=args.partition, cpus_per_task=args.cpus_per_task,
+                           master_port=args.master_port, setup=args.setup)
+    _emit(text, args.out)
+    return 0
+
+
+def launch_stage(script: str | os.PathLike, config_path: str | os.PathLike, nprocs: int | None = 1,
                  launcher: str = "deepspeed", overrides: Sequence[str] | None = None,
-                 log_path: str | os.PathLike | None = None, device: str = "cpu", echo: bool = True,
+                 log_path: str | os.PathLike | None = None, device: str = "auto", echo: bool = True,
                  extensions_dir: str | os.PathLike | None = None,
-                 on_output: Callable[[str], None] | None = None) -> int:
+                 on_output: Callable[[str], None] | None = None, hostfile: str | os.PathLike | None = None,
+                 nodes: int | None = None, master_port: int = 29500) -> int:
     """Run a training entry point (``scripts/pretrain.py``, ``scripts/sft.py``) as ``SCRIPT CONFIG
-    -o k=v …`` under ``deepspeed`` / ``torchrun`` with ``nprocs`` processes on this machine,
-    streaming its output live (a notebook cell shows the progress) and appending it to
-    ``log_path``. Raises ``LaunchError`` (exit code + last lines) on failure. Returns 0. A
-    relative ``workdir=…`` override is taken from the current directory (or the repository
+    -o k=v … -o device=D`` under ``deepspeed`` / ``torchrun``, streaming its output live (a
+    notebook cell shows the progress) and appending it to ``log_path``. Raises ``LaunchError``
+    (exit code + last lines) on failure. Returns 0.
+
+    Where it runs (:func:`launch_plan`): ``device="auto"`` uses the GPUs when torch sees one here,
+    else the CPU; the resolved device is passed to the config too (``-o device=…``, so a CPU YAML
+    runs on a GPU node and the other way round). Without ``hostfile``: ``nprocs`` processes on
+    this machine (``None``: one per GPU, 1 on the CPU). With ``hostfile``: a multi-node GPU run
+    started from this machine (its first host) by the ``deepspeed`` launcher over ssh
+    (:func:`hostfile_launch`), ``nodes`` hosts × ``nprocs`` GPUs (``None``: all / the slots).
+
+    A relative ``workdir=…`` override is taken from the current directory (or the repository
     root), like a notebook's ``workdir`` parameter; in the YAML itself, relative paths are taken
     from the YAML's folder."""
     from .config import parse_overrides
@@ -780,14 +997,28 @@ def launch_stage(script: str | os.PathLike, config_path: str | os.PathLike, npro
     config_file = resolve_path(config_path)  # from the cwd if it is there, else from the repository root
     if not config_file.is_file():
         raise FileNotFoundError(f"config not found: {config_path} (looked at {config_file})")
+    plan = launch_plan(device, nprocs, hostfile, nodes)
     script_args: list[str] = [str(config_file)]
     for item, (parts, value) in zip(overrides or [], parse_overrides(overrides)):
         if parts == ["workdir"] and isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
             item = f"workdir={resolve_path(value)}"  # a notebook's workdir, not one relative to the YAML
+        if parts == ["device"] and value not in (plan.device, "auto"):
+            raise ValueError(f"override {item!r}, but this launch runs on {plan.device!r} (device={device!r}): "
+                             f"pass device={value!r} to the launch instead")
+        if parts == ["device"]:
+            continue  # the launch's own device= follows
         script_args += ["-o", str(item)]
-    argv, env = local_launch(Path(script), script_args, nprocs=nprocs, device=device, launcher=launcher,
-                             extensions_dir=extensions_dir)
-    if device == "cpu" and "OMP_NUM_THREADS" not in os.environ:  # share the cores, do not oversubscribe them
-        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nprocs))
+    script_args += ["-o", f"device={plan.device}"]
+    if plan.hostfile is not None:
+        if launcher != "deepspeed":
+            raise ValueError(f"launcher {launcher!r} cannot start other machines from a hostfile: use 'deepspeed' "
+                             "(ssh), or run one torchrun per node (`knowlm launch sbatch … --launcher torchrun`)")
+        argv, env = hostfile_launch(Path(script), script_args, plan.hostfile, nodes=plan.nodes,
+                                    nprocs=plan.nprocs, master_port=master_port, extensions_dir=extensions_dir)
+    else:
+        argv, env = local_launch(Path(script), script_args, nprocs=plan.nprocs, device=plan.device,
+                                 launcher=launcher, extensions_dir=extensions_dir)
+    if plan.device == "cpu" and "OMP_NUM_THREADS" not in os.environ:  # share the cores, do not oversubscribe them
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // plan.nprocs))
     return run_launcher(argv, env, log_path=log_path, echo=echo, cwd=str(Path(script).resolve().parent.parent),
                         on_output=on_output)

@@ -40,7 +40,7 @@ from tqdm import tqdm
 
 from . import __version__
 from .config import Overrides, StageConfig, field, stage_command
-from .corpus import cleaned_sources, is_heldout, iter_cleaned_documents
+from .corpus import cleaned_sources, is_heldout
 from .fileio import check_output_dir, remove_stale_temp, replace_dir, restore_interrupted_replace, temp_dir_beside
 from .workers import effective_workers, process_pool
 
@@ -77,12 +77,19 @@ class PreprocessConfig(StageConfig):
                                        "allow_oversubscribe; output is identical for any number")
     allow_oversubscribe: bool = field(False, help="start all `workers` even when there are fewer CPUs")
     batch_docs: int = field(64, ge=1, help="documents per task sent to a worker")
+    rank: int = field(0, ge=0, help="this process's share of the corpus when `world` > 1: documents "
+                                    "[rank*n/world, (rank+1)*n/world) of every source (n = its document count)")
+    world: int = field(1, ge=1, help="number of ranks (machines or cluster tasks) sharing the corpus; with "
+                                     "world > 1 the output goes to OUTPUT_DIR.rank-RRRRR-of-NNNNN and `knowlm index "
+                                     "merge OUT OUTPUT_DIR.rank-*` joins the ranks into the bytes of a world-1 run")
     max_docs_per_source: int | None = field(None, ge=0, help="read at most this many documents per source "
                                                              "(smoke runs)")
     verify: bool = field(False, help="check every sample against a direct encoding of its text (slow)")
     progress: bool = field(True, help="show a progress bar")
 
     def validate(self) -> None:
+        if self.rank >= self.world:
+            raise ValueError(f"rank {self.rank} is out of range for world {self.world} (ranks are 0..{self.world - 1})")
         if self.seq_length < 2 + int(self.add_bos) + int(self.add_eos):
             raise ValueError(f"seq_length {self.seq_length} is too small for BOS/EOS and one token of text")
         seen: dict[str, str] = {}
@@ -125,47 +132,163 @@ _CHUNKER = None
 
 
 def _init_worker(model_path: str, seq_length: int, strategy: str, add_bos: bool, add_eos: bool,
-                 verify: bool) -> None:
+                 verify: bool, valid_percent: float = 0.0) -> None:
     global _CHUNKER
     from .chunking import DocumentChunker
 
-    _CHUNKER = (DocumentChunker(model_path, seq_length, strategy, add_bos, add_eos), verify, model_path)
+    _CHUNKER = (DocumentChunker(model_path, seq_length, strategy, add_bos, add_eos), verify, model_path,
+                valid_percent)
 
 
-def _chunk_batch(batch: list[tuple[str, str]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Chunk a batch of (text, lang): returns (all ids, sample lengths, samples per document,
-    per-sample flags: 1 = BOS, 2 = EOS) — flat arrays, cheap to send between processes."""
+def _chunk_task(task: tuple) -> tuple[str, str, int, dict[str, tuple]]:
+    """One batch of raw shard lines → per split ``(tokens, sample sizes, samples per document,
+    counts)``, ready for :meth:`~knowlm_utils.index.MMapTokenIndexWriter.add_documents_flat`.
+
+    The worker parses the JSON (an error names the shard and line), decides the split and
+    chunks, so the main process only reads bytes and writes arrays."""
+    import json
+
     from .chunking import verify_samples
 
-    chunker, verify, model_path = _CHUNKER
-    ids, lengths, counts, flags = [], [], [], []
-    for text, lang in batch:
-        samples = chunker.chunk(text, lang)
+    type_name, source, lang, shard, first_line, lines = task
+    chunker, verify, model_path, valid_percent = _CHUNKER
+    parts: dict[str, tuple[list, list, list]] = {s: ([], [], []) for s in SPLITS}
+    counts = {s: _new_counts() for s in SPLITS}
+    for k, raw in enumerate(lines):
+        line_no = first_line + k
+        try:
+            row = json.loads(raw)
+        except UnicodeDecodeError:
+            raise ValueError(f"{shard}:{line_no}: not valid UTF-8") from None
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{shard}:{line_no}: not valid JSON ({exc.msg})") from None
+        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+            raise ValueError(f"{shard}:{line_no}: expected an object with a string 'text'")
+        text = row["text"]
+        split = "valid" if is_heldout(str(row.get("id", "")), valid_percent) else "train"
         if verify:
-            verify_samples(chunker.sp if hasattr(chunker, "sp") else model_path, text, samples)
-        counts.append(len(samples))
-        for s in samples:
-            ids.append(s.ids)
-            lengths.append(len(s.ids))
-            flags.append(int(s.bos) | (2 * int(s.eos)))
-    flat = np.concatenate(ids).astype(np.int32, copy=False) if ids else np.zeros(0, np.int32)
-    return flat, np.asarray(lengths, np.int64), np.asarray(counts, np.int64), np.asarray(flags, np.uint8)
+            samples = chunker.chunk(text, lang)
+            verify_samples(chunker, text, samples)
+            if samples:
+                flat = np.concatenate([smp.ids for smp in samples]).astype(np.int32, copy=False)
+                lengths = np.array([len(smp.ids) for smp in samples], np.int64)
+                flags = np.array([int(smp.bos) | 2 * int(smp.eos) for smp in samples], np.uint8)
+            else:
+                flat, lengths, flags = np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, np.uint8)
+        else:
+            flat, lengths, flags = chunker.chunk_flat(text, lang)
+        c = counts[split]
+        c["documents"] += 1
+        c["chars"] += len(text)
+        n = len(lengths)
+        if n == 0:
+            c["empty_documents"] += 1   # counted, never silently dropped
+            continue
+        ids, sizes, per_doc = parts[split]
+        ids.append(flat)
+        sizes.append(lengths)
+        per_doc.append(n)
+        c["samples"] += n
+        c["tokens"] += int(flat.size)
+        c["samples_with_bos"] += int(np.count_nonzero(flags & 1))
+        c["samples_with_eos"] += int(np.count_nonzero(flags & 2))
+        c["single_sample_documents"] += int(n == 1)
+    out = {}
+    for split, (ids, sizes, per_doc) in parts.items():
+        if per_doc:
+            out[split] = (np.concatenate(ids), np.concatenate(sizes), np.asarray(per_doc, np.int64), counts[split])
+        else:
+            out[split] = (None, None, None, counts[split])
+    return type_name, source, len(lines), out
 
 
 # ------------------------------------------------------------------------ main side --------
-def _batches(config: PreprocessConfig, plan) -> Iterator[tuple[str, str, list[dict], list[tuple[str, str]]]]:
-    corpus_dir = config.path(config.corpus_dir)
+def _line_count(path: Path) -> int:
+    """Lines of a shard, from its bytes (no decoding): what ``for line in file`` yields."""
+    n, last = 0, b"\n"
+    with open(path, "rb") as fh:
+        while block := fh.read(16 << 20):
+            n += block.count(b"\n")
+            last = block[-1:]
+    return n + (last != b"\n")
+
+
+def rank_range(n: int, rank: int, world: int) -> tuple[int, int]:
+    """Documents ``[lo, hi)`` of a source of ``n`` documents that ``rank`` of ``world`` takes:
+    contiguous, in order, balanced to one document; the last rank also takes anything past
+    ``n`` (a source whose stats undercount), so the ranks always cover the whole source."""
+    lo, hi = rank * n // world, (rank + 1) * n // world
+    return lo, (hi if rank < world - 1 else 1 << 62)
+
+
+def _source_documents(config: PreprocessConfig, info: dict) -> int:
+    """Documents of a source as every rank counts them: stats.json's count, else the lines of
+    its shards; capped by ``max_docs_per_source``."""
+    n = info.get("documents")
+    if not isinstance(n, int) or n < 0:
+        n = sum(_line_count(p) for p in info["shards"])
+    return n if config.max_docs_per_source is None else min(n, config.max_docs_per_source)
+
+
+def _rank_ranges(config: PreprocessConfig, plan, sources: dict) -> dict[str, tuple[int, int]]:
+    """``{source: (lo, hi)}`` of this rank. A TYPE's documents (its sources one after the other)
+    are split into ``world`` contiguous ranges, so that joining the ranks type by type gives the
+    single run's order. Documents past a source's counted end (stats that undercount) go to the
+    rank that holds the source's last counted document, so no document is lost or reordered."""
+    if config.world == 1:
+        return {n: (0, 1 << 62) for _, n, _ in plan}
+    by_type: dict[str, list[str]] = collections.defaultdict(list)
+    for t, n, _ in plan:
+        by_type[t].append(n)
+    out = {}
+    for t, names in by_type.items():
+        counts = [_source_documents(config, sources[n]) for n in names]
+        total = sum(counts)
+        lo, hi = rank_range(total, config.rank, config.world)
+        off = 0
+        for n, c in zip(names, counts):
+            tail = min(off + c - 1 if c else off, max(total - 1, 0))
+            owns_tail = lo <= tail < hi
+            out[n] = (min(max(lo - off, 0), c), 1 << 62 if owns_tail else min(max(hi - off, 0), c))
+            off += c
+    return out
+
+
+def _tasks(config: PreprocessConfig, plan, ranges: dict[str, tuple[int, int]]) -> Iterator[tuple]:
+    """Batches of raw shard lines in corpus order: ``(type, source, lang, shard, first line,
+    [lines])``. Only this rank's document range of each source is read; shards wholly before
+    it are passed over by counting their lines."""
+    sources = cleaned_sources(config.path(config.corpus_dir))
+    cap = config.max_docs_per_source
     for type_name, source, lang in plan:
-        meta, batch = [], []
-        for doc in iter_cleaned_documents(corpus_dir, [source], max_docs_per_source=config.max_docs_per_source):
-            split = "valid" if is_heldout(str(doc.get("id", "")), config.valid_percent) else "train"
-            meta.append({"split": split, "chars": len(doc["text"])})
-            batch.append((doc["text"], lang))
-            if len(batch) >= config.batch_docs:
-                yield type_name, source, meta, batch
-                meta, batch = [], []
-        if batch:
-            yield type_name, source, meta, batch
+        lo, hi = ranges[source]
+        if cap is not None:
+            hi = min(hi, cap)
+        pos = 0  # documents of the source before the current line
+        for shard in sources[source]["shards"]:
+            if pos >= hi:
+                break
+            if lo > pos:
+                n = _line_count(shard)
+                if pos + n <= lo:
+                    pos += n
+                    continue
+            batch, first = [], None
+            with open(shard, "rb") as fh:
+                for line_no, line in enumerate(fh, 1):
+                    if pos >= hi:
+                        break
+                    pos += 1
+                    if pos <= lo:
+                        continue
+                    if first is None:
+                        first = line_no
+                    batch.append(line)
+                    if len(batch) >= config.batch_docs:
+                        yield type_name, source, lang, str(shard), first, batch
+                        batch, first = [], None
+            if batch:
+                yield type_name, source, lang, str(shard), first, batch
 
 
 def _new_counts() -> dict[str, int]:
@@ -173,15 +296,39 @@ def _new_counts() -> dict[str, int]:
             "samples_with_bos": 0, "samples_with_eos": 0, "single_sample_documents": 0}
 
 
+def rank_output_dir(output_dir: str | os.PathLike, rank: int, world: int) -> Path:
+    """Where rank ``rank`` of ``world`` writes: ``OUTPUT_DIR`` itself for ``world == 1``, else
+    the sibling folder ``OUTPUT_DIR.rank-RRRRR-of-NNNNN``."""
+    out = Path(output_dir)
+    return out if world == 1 else out.with_name(f"{out.name}.rank-{rank:05d}-of-{world:05d}")
+
+
+def preprocess_rank(config: PreprocessConfig, rank: int, world: int,
+                    output_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Run rank ``rank`` of ``world`` (its contiguous share of every source, see
+    :func:`rank_range`) into ``output_dir`` (default: :func:`rank_output_dir`). Deterministic
+    for any ``world``; :func:`merge_ranks` (``knowlm index merge``) joins the ``world`` outputs
+    into the same ``.bin``/``.idx`` bytes as a ``world=1`` run. The API for cluster executors."""
+    if (config.rank, config.world) != (rank, world):
+        config = PreprocessConfig.load(config, [f"rank={rank}", f"world={world}"])
+    return build(config, output_dir)
+
+
 def build(config: PreprocessConfig, output_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Run the stage; returns ``{"train": manifest, "valid": manifest, "wall_s": ...}``.
 
     ``train`` and ``valid`` are written into a new hidden folder beside the output folder and
-    swapped in together at the end (see the module docstring)."""
+    swapped in together at the end (see the module docstring). With ``config.world > 1`` only
+    this rank's share is processed, into :func:`rank_output_dir` unless ``output_dir`` is given.
+
+    The main process only reads raw lines and writes arrays; JSON parsing, the held-out split,
+    tokenizing and chunking run in the workers (in this process for ``workers: 1``), with a
+    bounded window of batches in flight, so reading, chunking and writing overlap."""
     from .index import MMapTokenIndexWriter
     from . import spm
 
-    out = Path(output_dir) if output_dir else config.path(config.output_dir)
+    out = Path(output_dir) if output_dir else rank_output_dir(config.path(config.output_dir), config.rank,
+                                                              config.world)
     model_path = config.path(config.tokenizer)
     sp = spm.load_processor(model_path)
     model_file = spm.model_file(model_path)
@@ -191,12 +338,15 @@ def build(config: PreprocessConfig, output_dir: str | os.PathLike | None = None)
     out = check_output_dir(out, overwrite=config.overwrite, protected=protected, legacy_names=LEGACY_ENTRIES)
     remove_stale_temp(out)
     plan = plan_types(config)
+    sources = cleaned_sources(config.path(config.corpus_dir))
+    ranges = _rank_ranges(config, plan, sources)
     workers = effective_workers(config.workers, config.allow_oversubscribe)
     t0 = time.perf_counter()
     counts = {s: collections.defaultdict(_new_counts) for s in SPLITS}
-    init_args = (str(model_file), config.seq_length, config.strategy, config.add_bos, config.add_eos, config.verify)
+    init_args = (str(model_file), config.seq_length, config.strategy, config.add_bos, config.add_eos, config.verify,
+                 config.valid_percent)
     pool = None
-    total_docs = _planned_documents(config, plan)
+    total_docs = _planned_documents(config, plan) if config.world == 1 else None
     tmp = temp_dir_beside(out)
     writers: dict[str, Any] = {}
     bar = tqdm(total=total_docs, unit="doc", desc="preprocess", disable=not config.progress)
@@ -206,14 +356,20 @@ def build(config: PreprocessConfig, output_dir: str | os.PathLike | None = None)
             pool = process_pool(workers, _init_worker, init_args)
         else:
             _init_worker(*init_args)
-        for type_name, source, meta, result in _ordered_results(config, plan, pool, workers):
-            _write_batch(writers, counts, type_name, source, meta, result)
-            bar.update(len(meta))
+        for type_name, source, n_docs, result in _ordered_results(config, plan, ranges, pool, workers):
+            _write_batch(writers, counts, type_name, source, result)
+            bar.update(n_docs)
         wall = time.perf_counter() - t0
+        rank_info = None if config.world == 1 else {
+            "rank": config.rank, "world": config.world, "plan": [[t, n] for t, n, _ in plan],
+            "documents": {n: [lo, lo + sum(counts[s][n]["documents"] for s in SPLITS if n in counts[s])]
+                          for n, (lo, hi) in ranges.items()}}
         manifests = {}
         for split, writer in writers.items():
-            manifests[split] = writer.finalize(_manifest_extra(config, split, sp, model_file,
-                                                               spm.sha256(model_file), counts[split], wall))
+            extra = _manifest_extra(config, split, sp, model_file, spm.sha256(model_file), counts[split], wall)
+            if rank_info is not None:
+                extra["rank"] = rank_info
+            manifests[split] = writer.finalize(extra)
         if pool is not None:
             pool.terminate()
             pool = None
@@ -228,7 +384,7 @@ def build(config: PreprocessConfig, output_dir: str | os.PathLike | None = None)
         bar.close()
         if pool is not None:
             pool.terminate()
-    return {**manifests, "wall_s": round(time.perf_counter() - t0, 3)}
+    return {**manifests, "wall_s": round(time.perf_counter() - t0, 3), "output_dir": str(out)}
 
 
 def _planned_documents(config: PreprocessConfig, plan) -> int | None:
@@ -241,47 +397,33 @@ def _planned_documents(config: PreprocessConfig, plan) -> int | None:
     return sum(c if cap is None else min(c, cap) for c in counts)
 
 
-def _ordered_results(config: PreprocessConfig, plan, pool, workers: int) -> Iterator:
-    """Yield (type, source, meta, chunked arrays) in corpus order with a bounded window of
-    batches in flight (``imap`` would read the whole corpus ahead into its task queue)."""
+def _ordered_results(config: PreprocessConfig, plan, ranges, pool, workers: int) -> Iterator:
+    """Yield chunked batches in corpus order with a bounded window of batches in flight
+    (``imap`` would read the whole corpus ahead into its task queue)."""
     if pool is None:
-        for type_name, source, meta, batch in _batches(config, plan):
-            yield type_name, source, meta, _chunk_batch(batch)
+        for task in _tasks(config, plan, ranges):
+            yield _chunk_task(task)
         return
     window: collections.deque = collections.deque()
     limit = 2 * workers + 2
-    for type_name, source, meta, batch in _batches(config, plan):
-        window.append((type_name, source, meta, pool.apply_async(_chunk_batch, (batch,))))
+    for task in _tasks(config, plan, ranges):
+        window.append(pool.apply_async(_chunk_task, (task,)))
         while len(window) >= limit:
-            t, s, m, res = window.popleft()
-            yield t, s, m, res.get()
+            yield window.popleft().get()
     while window:
-        t, s, m, res = window.popleft()
-        yield t, s, m, res.get()
+        yield window.popleft().get()
 
 
-def _write_batch(writers, counts, type_name: str, source: str, meta: list[dict], result) -> None:
-    flat, lengths, per_doc, flags = result
-    bounds = np.concatenate([[0], np.cumsum(lengths)])
-    k = 0
-    for m, n in zip(meta, per_doc):
-        n = int(n)
-        samples = [flat[bounds[i]:bounds[i + 1]] for i in range(k, k + n)]
-        doc_flags = flags[k:k + n]
-        k += n
-        c = counts[m["split"]][source]
-        c["type"] = type_name
-        c["documents"] += 1
-        c["chars"] += m["chars"]
-        if n == 0:
-            c["empty_documents"] += 1   # counted, never silently dropped
+def _write_batch(writers, counts, type_name: str, source: str, result: dict[str, tuple]) -> None:
+    for split, (flat, sizes, per_doc, batch_counts) in result.items():
+        if not batch_counts["documents"]:
             continue
-        writers[m["split"]].add_document(samples, type=type_name)
-        c["samples"] += n
-        c["tokens"] += int(sum(len(s) for s in samples))
-        c["samples_with_bos"] += int(np.count_nonzero(doc_flags & 1))
-        c["samples_with_eos"] += int(np.count_nonzero(doc_flags & 2))
-        c["single_sample_documents"] += int(n == 1)
+        c = counts[split][source]
+        c["type"] = type_name
+        for k, v in batch_counts.items():
+            c[k] += v
+        if per_doc is not None:  # documents without samples are counted above, never written
+            writers[split].add_documents_flat(flat, sizes, per_doc, type=type_name)
 
 
 def _manifest_extra(config, split, sp, model_file: Path, sha: str, counts, wall: float) -> dict[str, Any]:
@@ -303,6 +445,107 @@ def _manifest_extra(config, split, sp, model_file: Path, sha: str, counts, wall:
     }
 
 
+def _rank_manifest(folder: Path) -> dict[str, Any]:
+    from .index import read_manifest
+
+    path = folder / "train.manifest.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: {folder} is not the output of `knowlm preprocess`")
+    m = read_manifest(folder / "train")
+    if isinstance(m, dict) and "rank" not in m and isinstance(m.get("sources"), dict) and "merge" not in m:
+        # a world-1 run (no rank entry): rank 0 of 1, its plan read back from the per-source counts
+        valid = read_manifest(folder / "valid") or {}
+        names = dict.fromkeys([*m["sources"], *valid.get("sources", {})])
+        types = {**{n: c.get("type") for n, c in valid.get("sources", {}).items()},
+                 **{n: c.get("type") for n, c in m["sources"].items()}}
+        return {**m, "rank": {"rank": 0, "world": 1, "plan": [[types[n], n] for n in names]}}
+    if not isinstance(m, dict) or not isinstance(m.get("rank"), dict):
+        raise ValueError(f"{folder}: not the output of a rank (`knowlm preprocess --rank R --world N` with N > 1); "
+                         "merge index prefixes instead (knowlm index merge OUT PREFIX...)")
+    return m
+
+
+def merge_ranks(rank_dirs: list[str | os.PathLike], output_dir: str | os.PathLike, progress: bool = False,
+                overwrite: bool = False) -> dict[str, Any]:
+    """Join the outputs of ``knowlm preprocess --rank r --world N`` (all N folders, in any order)
+    into ``output_dir``: ``train`` and ``valid`` hold the same ``.bin``/``.idx`` bytes as one
+    ``world: 1`` run over the same documents, and the manifests the same counts (plus a
+    ``merge`` entry naming the inputs). Every input is verified first; the folder is committed
+    as one unit, like a preprocess output. Returns ``{"train": manifest, "valid": manifest}``."""
+    from .index import merge_indexes
+
+    dirs = [Path(d).expanduser().resolve() for d in rank_dirs]
+    if not dirs:
+        raise ValueError("merge_ranks needs the output folders of the ranks")
+    manifests = [_rank_manifest(d) for d in dirs]
+    world = manifests[0]["rank"]["world"]
+    by_rank: dict[int, tuple[Path, dict]] = {}
+    for d, m in zip(dirs, manifests):
+        info = m["rank"]
+        if info.get("world") != world:
+            raise ValueError(f"{d}: rank {info.get('rank')} of world {info.get('world')}, but {dirs[0]} is of world "
+                             f"{world}; merge the ranks of one run")
+        if info.get("rank") in by_rank:
+            raise ValueError(f"rank {info.get('rank')} is given twice: {by_rank[info['rank']][0]} and {d}")
+        by_rank[info["rank"]] = (d, m)
+    missing = sorted(set(range(world)) - set(by_rank))
+    if missing:
+        raise ValueError(f"ranks {missing} of world {world} are missing; pass all {world} rank folders")
+    ordered = [by_rank[r] for r in range(world)]
+    first = ordered[0][1]
+    same = ("seq_length", "strategy", "valid_percent")
+    for d, m in ordered[1:]:
+        for key in same:
+            if m.get(key) != first.get(key):
+                raise ValueError(f"{d}: {key} {m.get(key)!r} differs from rank 0's {first.get(key)!r}")
+        if m["rank"].get("plan") != first["rank"].get("plan"):
+            raise ValueError(f"{d}: its types/sources differ from rank 0's; merge the ranks of one run")
+    plan = [tuple(x) for x in first["rank"]["plan"]]
+    type_order = list(dict.fromkeys(t for t, _ in plan))
+    out = Path(output_dir).expanduser().resolve()
+    restore_interrupted_replace(out)
+    out = check_output_dir(out, overwrite=overwrite, protected=dirs, legacy_names=LEGACY_ENTRIES)
+    remove_stale_temp(out)
+    tmp = temp_dir_beside(out)
+    result: dict[str, Any] = {}
+    try:
+        for split in SPLITS:
+            split_manifests = [_rank_split_manifest(d, split) for d, _ in ordered]
+            sources: dict[str, dict[str, Any]] = {}
+            for _, n in plan:  # the single run's order: corpus order of the sources with documents here
+                parts = [m["sources"][n] for m in split_manifests if n in m.get("sources", {})]
+                if parts:
+                    sources[n] = {"type": parts[0]["type"],
+                                  **{k: sum(int(c[k]) for c in parts) for k in _new_counts()}}
+            totals = {k: sum(c[k] for c in sources.values()) for k in _new_counts()}
+            created = dict(first.get("created", {}))
+            created.update({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "knowlm_course_version": __version__,
+                            "merged_ranks": [str(d) for d, _ in ordered]})
+            extra = {"split": split, "tokenizer": first.get("tokenizer"), "seq_length": first.get("seq_length"),
+                     "strategy": first.get("strategy"), "valid_percent": first.get("valid_percent"),
+                     "sources": sources,
+                     "bos_eos": {k: totals[k] for k in ("documents", "samples_with_bos", "samples_with_eos",
+                                                        "single_sample_documents", "empty_documents")},
+                     "chars": totals["chars"], "created": created}
+            result[split] = merge_indexes([d / split for d, _ in ordered], tmp / split, typed=True,
+                                          type_order=type_order, manifest_extra=extra, progress=progress)
+        replace_dir(tmp, out, producer="knowlm index merge (preprocess ranks)")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        restore_interrupted_replace(out)
+        raise
+    return result
+
+
+def _rank_split_manifest(folder: Path, split: str) -> dict[str, Any]:
+    from .index import read_manifest
+
+    m = read_manifest(folder / split)
+    if not isinstance(m, dict) or not isinstance(m.get("sources"), dict):
+        raise ValueError(f"{folder / split}.manifest.json: no per-source counts; not a preprocess output")
+    return m
+
+
 def main(config: PreprocessConfig | str | os.PathLike, overrides: Overrides = None) -> dict[str, Any]:
     """Entry point shared by the CLI, scripts and notebooks: a config object or a YAML path,
     plus ``key=value`` overrides (``output_dir=...`` picks the output folder)."""
@@ -314,7 +557,11 @@ def add_cli(subparsers) -> None:
     """``knowlm preprocess CONFIG.yaml --out DIR``."""
     p = stage_command(subparsers.add_parser("preprocess", help="stage 04: cleaned corpus -> chunked mmap token index"),
                       PreprocessConfig, "configs/preprocess/sample.yaml", "seq_length=2048", _cli_preprocess,
-                      shortcuts={"--workers": ("workers", int, "worker processes")})
+                      shortcuts={"--workers": ("workers", int, "worker processes"),
+                                 "--rank": ("rank", int, "this rank (0..world-1); see --world"),
+                                 "--world": ("world", int, "ranks sharing the corpus: each writes "
+                                             "OUTPUT_DIR.rank-RRRRR-of-NNNNN; join them with `knowlm index merge "
+                                             "OUT OUTPUT_DIR.rank-*` (same bytes as one run)")})
     p.add_argument("--overwrite", action="store_const", const="true", dest="config_shortcut_overwrite",
                    help="replace the output folder even if knowlm did not write it (= -o overwrite=true)")
 
@@ -328,6 +575,8 @@ def _cli_preprocess(config: PreprocessConfig) -> int:
         for name, t in m.get("types", {}).items():
             (a, b) = t["samples"]
             print(f"  {name:8s} {b - a:8d} samples [{a}, {b})  {t['tokens']:12,d} tokens")
-    print(f"wrote {config.path(config.output_dir)}/{{train,valid}}.{{bin,idx,manifest.json}} in "
-          f"{result['wall_s']:.1f} s")
+    print(f"wrote {result['output_dir']}/{{train,valid}}.{{bin,idx,manifest.json}} in {result['wall_s']:.1f} s"
+          + (f" (rank {config.rank} of {config.world}; join the ranks with `knowlm index merge OUT "
+             f"{rank_output_dir(config.path(config.output_dir), 0, config.world).name.replace('rank-00000', 'rank-*')}`)"
+             if config.world > 1 else ""))
     return 0

@@ -30,6 +30,10 @@ What it adds to a plain ``Trainer`` run, and why (the training parts it shares w
 * **Two-stage training** as in Chinese-LLaMA-Alpaca: ``embeddings`` (only ``embed_tokens`` and
   ``lm_head`` train: new vocabulary rows learn to fit a frozen model) and ``lora+embeddings``
   (PEFT LoRA on attention/MLP plus full ``embed_tokens``/``lm_head`` via ``modules_to_save``).
+* **Vocabulary growth.** ``model.init_from`` with a larger tokenizer (after ``knowlm tokenizer
+  extend``) grows ``embed_tokens``/``lm_head``: old rows bit-identical, new rows by
+  ``init_embeddings: mean`` (default) or ``subword`` (notebook 02's rule), after checking that the
+  new tokenizer keeps the old pieces at the same ids (:func:`grow_embeddings`).
 * **DeepSpeed** from a JSON path, an inline dict or a short spec ``{stage: 3}``; on CPU the
   config is adapted (fp32, no pinned memory, see :func:`knowlm_utils.launch.adapt_for_cpu`) and
   ZeRO-3 always gathers 16-bit weights on save, so the final model is a normal HF folder. Under
@@ -58,6 +62,8 @@ from .train.config import LoraSection, ModelSection, TrainingArgs
 from .train.deepspeed import Runtime, resolve_runtime, zero_stage
 from .train.evaluation import TypedEvaluator, eval_indices, unigram_counts, unigram_cross_entropy
 from .train.lora import STAGES, apply_stage, trainable_parameter_count
+
+EMBEDDING_INITS = ("mean", "subword")
 from .train.sampling import RankBatchSampler
 from .train.trainer import (LOG_HISTORY, METRICS, checkpoint_manifest_callback, is_main_process, last_eval,
                             resume_sampler,
@@ -88,9 +94,23 @@ class PretrainConfig(StageConfig, TrainingArgs):
     stage: str = field("full", choices=STAGES, help="full | embeddings (only embed_tokens + lm_head) | "
                                                     "lora+embeddings")
     lora: LoraSection = field(default_factory=LoraSection, help="LoRA settings for stage lora+embeddings")
+    embeddings_lm_head: bool = field(True, help="stage embeddings: train lm_head too (default); false: only "
+                                     "embed_tokens, as Chinese-LLaMA-Alpaca's stage 1 (2.97 % of the 7B model)")
+    init_embeddings: str = field("mean", choices=EMBEDDING_INITS,
+                                 help="new embedding/LM-head rows when the tokenizer is larger than model.init_from's "
+                                      "vocabulary (after vocabulary extension): mean (of the old rows) | subword (mean "
+                                      "of the rows of the old-tokenizer pieces each new piece's text encodes to, as "
+                                      "in notebook 02)")
+    init_tokenizer: str | None = field(None, help="the tokenizer model.init_from was trained with (a folder or "
+                                       ".model), for init_embeddings: subword and the check that the new tokenizer "
+                                       "extends it; None: model.init_from's own tokenizer files")
 
     def validate(self) -> None:
         super().validate()
+        if not self.embeddings_lm_head and self.stage != "embeddings":
+            raise ValueError(f"embeddings_lm_head: false only applies to stage embeddings, not {self.stage!r}")
+        if self.init_tokenizer and not self.model.init_from:
+            raise ValueError("init_tokenizer names the tokenizer of model.init_from, which is not set")
         if self.stage != "full" and not self.model.init_from:
             raise ValueError(f"stage {self.stage!r} trains only part of a model, so it needs model.init_from (a "
                              "pretrained model folder, e.g. the output of a full stage); a frozen random model "
@@ -157,10 +177,11 @@ def _check_index_against_tokenizer(index, tokenizer_dir: Path, vocab_size: int) 
 
 
 # ============================================================================ model =======
-def build_pretrain_model(config: PretrainConfig, tokenizer_dir: Path, log=print):
-    """The model to train: ``model.init_from`` (vocabulary grown to the tokenizer's with mean
-    initialisation when the tokenizer is larger, as after Chinese vocabulary extension) or a
-    fresh ``model.preset`` whose vocabulary follows the tokenizer."""
+def build_pretrain_model(config: PretrainConfig, tokenizer_dir: Path, log=print, report: dict | None = None):
+    """The model to train: ``model.init_from`` (its vocabulary grown to the tokenizer's when the
+    tokenizer is larger, as after Chinese vocabulary extension, with ``init_embeddings``: mean or
+    subword, see :func:`grow_embeddings`) or a fresh ``model.preset`` whose vocabulary follows the
+    tokenizer. ``report`` (a dict) receives what the growing did."""
     from transformers.integrations import is_deepspeed_zero3_enabled
 
     from .modeling import build_model, model_config, tokenizer_info
@@ -178,10 +199,23 @@ def build_pretrain_model(config: PretrainConfig, tokenizer_dir: Path, log=print)
         check_safetensors_model(src, "model.init_from")
         model = AutoModelForCausalLM.from_pretrained(str(src), dtype="float32", use_safetensors=True,
                                                      trust_remote_code=False, local_files_only=True)
-        vocab = int(model.config.vocab_size)
-        if info.vocab_size > vocab:
-            model.resize_token_embeddings(info.vocab_size, mean_resizing=True)
-            log(f"model: resized embeddings of {src} from {vocab} to the tokenizer's {info.vocab_size} rows (mean init)")
+        if info.vocab_size > int(model.config.vocab_size):
+            if zero3:
+                raise ValueError(
+                    f"model.init_from: {src} has {model.config.vocab_size} embedding rows but the tokenizer "
+                    f"{tokenizer_dir} has {info.vocab_size} pieces: growing the embeddings needs the whole matrices, "
+                    "which ZeRO-3 partitions over the ranks; run this first stage with ZeRO-2 (deepspeed: {stage: 2}, "
+                    "as configs/pretrain/chinese-llama-7b-stage1.yaml does): its final/ has the grown vocabulary and "
+                    "later runs may use ZeRO-3")
+            grown = grow_embeddings(model, tokenizer_dir, config.init_embeddings,
+                                    config.path(config.init_tokenizer) if config.init_tokenizer else src,
+                                    explicit_old_tokenizer=bool(config.init_tokenizer))
+            log(f"model: grew the embeddings of {src} from {grown['old_size']} to the tokenizer's {grown['new_size']} "
+                f"rows ({grown['init']} init"
+                + (f", {grown['mean_fallback']} rows without subwords took the mean" if grown["init"] == "subword"
+                   else "") + ")")
+            if report is not None:
+                report.update(grown)
         return model, info
     overrides = dict(config.model.overrides)
     overrides.setdefault("max_position_embeddings", max(config.seq_length,
@@ -195,6 +229,59 @@ def build_pretrain_model(config: PretrainConfig, tokenizer_dir: Path, log=print)
         torch.manual_seed(config.seed)
         return AutoModelForCausalLM.from_config(cfg), info
     return build_model(cfg, seed=config.seed), info
+
+
+def _sentencepiece_of(path: Path) -> Path | None:
+    """The tokenizer.model of a tokenizer folder or a .model path; None when there is none."""
+    candidate = path / "tokenizer.model" if path.is_dir() else path
+    return candidate if candidate.is_file() else None
+
+
+def check_extends(old_tokenizer: Path, new_tokenizer: Path, rows: int) -> int:
+    """Check that ``new_tokenizer`` keeps ``old_tokenizer``'s pieces at the same ids (it only
+    appends), so that the model's first rows still belong to the same pieces; both are
+    SentencePiece models (folders or .model files). Returns the number of pieces compared.
+    Raises ValueError naming the first id that differs."""
+    from .spm import load_processor
+
+    old, new = load_processor(old_tokenizer), load_processor(new_tokenizer)
+    n = min(old.get_piece_size(), rows)
+    if new.get_piece_size() < n:
+        raise ValueError(f"tokenizer {new_tokenizer} has {new.get_piece_size()} pieces, fewer than the {n} of "
+                         f"{old_tokenizer}: it does not extend it")
+    for i in range(n):
+        if old.id_to_piece(i) != new.id_to_piece(i):
+            raise ValueError(f"tokenizer {new_tokenizer} does not extend {old_tokenizer}: id {i} is "
+                             f"{new.id_to_piece(i)!r} there but {old.id_to_piece(i)!r} in the model's tokenizer, so "
+                             "the model's trained rows would belong to other pieces; extend the model's own "
+                             "tokenizer (`knowlm tokenizer extend --base ...`) or set init_tokenizer")
+    return n
+
+
+def grow_embeddings(model, tokenizer_dir: Path, init: str, old_tokenizer: Path,
+                    explicit_old_tokenizer: bool = False) -> dict[str, Any]:
+    """Grow ``model``'s input embeddings and LM head to ``tokenizer_dir``'s vocabulary with
+    notebook 02's :func:`knowlm_utils.tokenizer.resize_embeddings`: old rows stay bit-identical,
+    new rows get the ``mean`` of the old rows or, with ``subword``, the mean of the rows of the
+    old-tokenizer pieces the new piece's text encodes to (``old_tokenizer``: the model's own
+    tokenizer, a folder or .model). When the old tokenizer is a SentencePiece model, the new one is
+    first checked to extend it (:func:`check_extends`). Returns resize_embeddings' report plus
+    ``checked_pieces`` and ``init_tokenizer``."""
+    from .tokenizer import resize_embeddings
+
+    if init not in EMBEDDING_INITS:
+        raise ValueError(f"init_embeddings must be one of {EMBEDDING_INITS}, got {init!r}")
+    old_sp = _sentencepiece_of(old_tokenizer)
+    key = "init_tokenizer" if explicit_old_tokenizer else "model.init_from"
+    if old_sp is None and (init == "subword" or explicit_old_tokenizer):
+        raise FileNotFoundError(f"{key}: no tokenizer.model at {old_tokenizer}: init_embeddings: {init} needs the "
+                                "SentencePiece model the initial model was trained with (set init_tokenizer to it)"
+                                if init == "subword" else f"{key}: no tokenizer.model at {old_tokenizer}")
+    rows = int(model.get_input_embeddings().weight.shape[0])
+    checked = check_extends(old_sp, tokenizer_dir, rows) if old_sp is not None else 0
+    report = resize_embeddings(model, tokenizer_dir, init=init,
+                               base_tokenizer=old_sp if init == "subword" else None)
+    return {**report, "checked_pieces": checked, "init_tokenizer": str(old_sp) if old_sp else None}
 
 
 def check_safetensors_model(src: Path, key: str) -> None:
@@ -228,12 +315,14 @@ class _Model:
     trains_what: str
     trainable: int
     total: int
+    embedding_init: dict[str, Any]
 
 
 def _prepare_model(config: PretrainConfig, tokenizer_dir: Path, data: _Data) -> _Model:
     """Build the model, check the indexes against it and the tokenizer, and freeze/wrap it for
     the training stage."""
-    model, tok_info = build_pretrain_model(config, tokenizer_dir, log=_print)
+    grown: dict[str, Any] = {}
+    model, tok_info = build_pretrain_model(config, tokenizer_dir, log=_print, report=grown)
     vocab_size = int(model.config.vocab_size)  # (ZeRO-3 partitioned tensors have no full shape)
     for index in (data.train, data.valid):
         if index is not None:
@@ -242,8 +331,14 @@ def _prepare_model(config: PretrainConfig, tokenizer_dir: Path, data: _Data) -> 
         model.gradient_checkpointing_enable()
         model.config.use_cache = False
     model, trains_what = apply_stage(model, config.stage, config.lora)
+    if config.stage == "embeddings" and not config.embeddings_lm_head:
+        if model.get_output_embeddings().weight is model.get_input_embeddings().weight:
+            raise ValueError("embeddings_lm_head: false, but this model ties lm_head to embed_tokens (one matrix)")
+        for p in model.get_output_embeddings().parameters():
+            p.requires_grad = False
+        trains_what = "embed_tokens only (stage 1 as Chinese-LLaMA-Alpaca: lm_head and the transformer are frozen)"
     n_trainable, n_total = trainable_parameter_count(model)
-    return _Model(model, tok_info, vocab_size, trains_what, n_trainable, n_total)
+    return _Model(model, tok_info, vocab_size, trains_what, n_trainable, n_total, grown)
 
 
 # ============================================================================ main ========
@@ -334,6 +429,7 @@ def main(config: PretrainConfig | str | os.PathLike, overrides: Overrides = None
         "world_size": world, "deepspeed_stage": zero_stage(rt.ds_config),
         "stage": config.stage, "parameters": m.total, "trainable_parameters": m.trainable,
         "vocab_size": m.vocab_size, "pad_id": pad_id, "pad_source": pad_source,
+        "embedding_init": m.embedding_init or None,  # what growing init_from's vocabulary did (None: not grown)
         "tokens_seen": tokens_seen, "train_runtime_s": runtime,
         "eval_seconds_in_loop": eval_seconds_in_loop,
         # training throughput: this session's real (non-pad) tokens over its run time minus evaluation
@@ -387,22 +483,28 @@ def pretrain_script() -> Path:
     return repo_root() / "scripts" / "pretrain.py"
 
 
-def launch_pretrain(config_path: str | os.PathLike, nprocs: int = 1, launcher: str = "deepspeed",
+def launch_pretrain(config_path: str | os.PathLike, nprocs: int | None = None, launcher: str = "deepspeed",
                     overrides: Sequence[str] | None = None, log_path: str | os.PathLike | None = None,
-                    device: str = "cpu", echo: bool = True, extensions_dir: str | os.PathLike | None = None,
-                    on_output=None) -> int:
-    """Run ``scripts/pretrain.py CONFIG -o k=v …`` under ``deepspeed`` / ``torchrun`` with
-    ``nprocs`` processes on this machine, streaming its output live (a notebook cell shows the
-    progress; ``echo=False, on_output=LaunchProgress(...)`` shows one status line instead) and
-    appending it to ``log_path``. Raises ``LaunchError`` (exit code + last lines)
-    on failure. Returns 0. A relative ``workdir=…`` override is taken from the current directory
-    (or the repository root), like a notebook's ``workdir`` parameter; in the YAML itself,
-    relative paths are taken from the YAML's folder."""
+                    device: str = "auto", echo: bool = True, extensions_dir: str | os.PathLike | None = None,
+                    on_output=None, hostfile: str | os.PathLike | None = None, nodes: int | None = None,
+                    master_port: int = 29500) -> int:
+    """Run ``scripts/pretrain.py CONFIG -o k=v … -o device=D`` under ``deepspeed`` / ``torchrun``,
+    streaming its output live (a notebook cell shows the progress; ``echo=False,
+    on_output=LaunchProgress(...)`` shows one status line instead) and appending it to
+    ``log_path``. Raises ``LaunchError`` (exit code + last lines) on failure. Returns 0.
+
+    ``device="auto"``: the GPUs when torch sees one here, else the CPU (DeepSpeed's CPU
+    accelerator; no GPU is made visible). ``nprocs``: processes per node (``None``: one per GPU, 1
+    on the CPU). ``hostfile`` (+ ``nodes``): a multi-node GPU run started from this machine with
+    one ``deepspeed --hostfile`` command over ssh (see :func:`knowlm_utils.launch.launch_stage`).
+    A relative ``workdir=…`` override is taken from the current directory (or the repository
+    root), like a notebook's ``workdir`` parameter; in the YAML itself, relative paths are taken
+    from the YAML's folder."""
     from .launch import launch_stage
 
     return launch_stage(pretrain_script(), config_path, nprocs=nprocs, launcher=launcher, overrides=overrides,
                         log_path=log_path, device=device, echo=echo, extensions_dir=extensions_dir,
-                        on_output=on_output)
+                        on_output=on_output, hostfile=hostfile, nodes=nodes, master_port=master_port)
 
 
 # ============================================================================ CLI =========
@@ -428,4 +530,4 @@ def add_cli(subparsers) -> None:
 
 
 __all__ = ["PretrainConfig", "load_pretrain_config", "build_pretrain_model", "check_safetensors_model",
-           "default_proportions", "main", "launch_pretrain", "pretrain_script", "build_arg_parser", "add_cli"]
+           "EMBEDDING_INITS", "grow_embeddings", "check_extends", "default_proportions", "main", "launch_pretrain", "pretrain_script", "build_arg_parser", "add_cli"]

@@ -406,3 +406,143 @@ def test_cli_wrappers(tmp_path, capsys):
                      "pretrain.py", "--", "--deepspeed", "configs/deepspeed/knowlm-13b-zero3-offload-fp16.json"]) == 0
     srun = shlex.split(next(line for line in job.read_text().splitlines() if line.startswith("srun ")))
     assert srun[-3:] == ["pretrain.py", "--deepspeed", "configs/deepspeed/knowlm-13b-zero3-offload-fp16.json"]
+
+
+# ------------------------------------------------------------ multi-node launch (ssh / Slurm) ----
+def test_hostfile_launch_command_is_what_deepspeed_runs(tmp_path):
+    """The one-command multi-node launch (first node, ssh to the others), read back by the
+    deepspeed 0.19.8 launcher's own argument parser and resource logic."""
+    from deepspeed.launcher import runner
+
+    from knowlm_utils.launch import hostfile_launch, launch_plan
+
+    hostfile = write_hostfile(tmp_path / "hostfile", {"10.0.0.1": 8, "10.0.0.2": 8, "10.0.0.3": 8})
+    argv, env = hostfile_launch("scripts/pretrain.py", ["cfg.yaml", "-o", "device=cuda"], hostfile, nodes=2, nprocs=4,
+                                master_port=29511, extensions_dir=tmp_path / "ext")
+    assert Path(argv[0]).name == "deepspeed"
+    args = runner.parse_args(argv[1:])
+    assert (args.hostfile, args.num_nodes, args.num_gpus) == (str(hostfile.resolve()), 2, 4)
+    assert (args.master_addr, args.master_port) == ("10.0.0.1", 29511)
+    assert (args.user_script, args.user_args) == ("scripts/pretrain.py", ["cfg.yaml", "-o", "device=cuda"])
+    pool = runner.parse_resource_filter(runner.fetch_hostfile(args.hostfile))
+    active = runner.apply_num_nodes_and_gpus(pool, args.num_nodes, args.num_gpus)
+    assert dict(active) == {"10.0.0.1": [0, 1, 2, 3], "10.0.0.2": [0, 1, 2, 3]}
+    assert env["MASTER_ADDR"] == "10.0.0.1" and env["MASTER_PORT"] == "29511" and "DS_ACCELERATOR" not in env
+    # all hosts, their slots: no --num_gpus limit
+    argv, _ = hostfile_launch("t.py", [], hostfile, extensions_dir=tmp_path / "ext")
+    assert runner.parse_args(argv[1:]).num_nodes == 3 and "--num_gpus" not in argv
+    local = write_hostfile(tmp_path / "local", {"localhost": 8, "10.0.0.2": 8})
+    with pytest.raises(ValueError, match="first host 'localhost' is the master"):
+        hostfile_launch("t.py", [], local)
+    with pytest.raises(ValueError, match="lists 3 host"):
+        hostfile_launch("t.py", [], hostfile, nodes=4)
+    # the plan a notebook resolves: no GPU is visible here, so 'auto' is the CPU, one process
+    plan = launch_plan("auto", None)
+    assert (plan.device, plan.nprocs, plan.nodes, plan.world_size) == ("cpu", 1, 1, 1)
+    assert launch_plan("cpu", 2).world_size == 2
+    with pytest.raises(ValueError, match="need a hostfile"):
+        launch_plan("cpu", 1, nodes=2)
+    with pytest.raises(ValueError, match="no GPU"):
+        launch_plan("auto", None, hostfile)
+    with pytest.raises(ValueError, match="device must be"):
+        launch_plan("tpu")
+
+
+FAKE_SLURM = {  # stand-ins for the cluster's srun/scontrol (no Slurm here): they record their calls
+    "srun": """#!/bin/bash
+echo "srun $*" >> "$FAKE_LOG"
+touch "$FAKE_DIR/started"
+for _ in $(seq 300); do [ -e "$FAKE_DIR/stop" ] && exit "$(cat "$FAKE_DIR/stop")"; sleep 0.1; done
+exit 99
+""",
+    "scontrol": """#!/bin/bash
+echo "scontrol $*" >> "$FAKE_LOG"
+if [ "$1" = show ]; then printf 'node1\\nnode2\\nnode3\\n'; fi
+if [ "$1" = requeue ]; then echo 143 > "$FAKE_DIR/stop"; fi   # Slurm ends the running step
+""",
+}
+
+
+def _run_sbatch(text: str, tmp_path: Path, *, signal_usr1: bool, restart_count: int = 0, exit_code: int = 0):
+    """Run the generated script with bash and the stand-in commands; optionally deliver the
+    USR1 that Slurm sends before the time limit. Returns (exit status, recorded calls)."""
+    fake = tmp_path / f"fake-{signal_usr1}-{restart_count}"
+    (fake / "bin").mkdir(parents=True)
+    for name, body in FAKE_SLURM.items():
+        (fake / "bin" / name).write_text(body)
+        (fake / "bin" / name).chmod(0o755)
+    log = fake / "calls.log"
+    env = {**os.environ, "PATH": f"{fake / 'bin'}:{os.environ['PATH']}", "FAKE_LOG": str(log), "FAKE_DIR": str(fake),
+           "SLURM_JOB_ID": "4242", "SLURM_JOB_NODELIST": "node[1-3]", "SLURM_RESTART_COUNT": str(restart_count)}
+    script = fake / "job.sbatch"
+    script.write_text(text)
+    proc = subprocess.Popen(["bash", str(script)], env=env, cwd=fake, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    deadline = time.time() + 20
+    while not (fake / "started").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    assert (fake / "started").exists(), proc.communicate()[0]
+    if signal_usr1:
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(0.5)
+    if not (fake / "stop").exists():
+        (fake / "stop").write_text(str(exit_code))
+    out, _ = proc.communicate(timeout=30)
+    return proc.returncode, log.read_text().splitlines(), out
+
+
+def test_pretrain_sbatch_requeues_and_resumes(tmp_path):
+    from knowlm_utils.launch import pretrain_sbatch
+
+    text = pretrain_sbatch("configs/pretrain/knowlm-13b.yaml", nodes=3, gpus_per_node=8, mem="480G",
+                           overrides=["eval_steps=1000"], setup=["echo setup ran"])
+    _bash_ok(text, tmp_path)
+    lines = text.splitlines()
+    for directive in ("--nodes=3", "--gpus-per-node=8", "--mem=480G", "--requeue", "--signal=B:USR1@600",
+                      "--open-mode=append"):
+        assert f"#SBATCH {directive}" in lines
+    srun = next(line for line in lines if line.startswith("srun "))
+    assert srun.endswith(" &")
+    inner = shlex.split(shlex.split(srun[:-2])[4])
+    cfg = str(ROOT / "configs/pretrain/knowlm-13b.yaml")
+    assert inner[-8:] == [str(ROOT / "scripts/pretrain.py"), cfg, "-o", "device=cuda", "-o", "eval_steps=1000", "-o",
+                          "resume_from=latest"][-8:]
+    assert inner[inner.index("--num_nodes") + 1] == "3" and "--no_ssh" in inner
+    # run it: USR1 before the time limit → the job requeues itself (same id) and exits with srun's status
+    rc, calls, out = _run_sbatch(text, tmp_path, signal_usr1=True)
+    assert "scontrol requeue 4242" in calls and rc == 143, out
+    assert out.startswith("setup ran\n")
+    assert any(c.startswith("srun --kill-on-bad-exit=1 bash -c") and "resume_from=latest" in c for c in calls)
+    assert "hostfile-4242" in os.listdir(tmp_path / "fake-True-0")
+    assert (tmp_path / "fake-True-0" / "hostfile-4242").read_text() == "node1 slots=8\nnode2 slots=8\nnode3 slots=8\n"
+    # a job that finishes is not requeued; neither is one past max_restarts
+    rc, calls, _ = _run_sbatch(text, tmp_path, signal_usr1=False, exit_code=0)
+    assert rc == 0 and not any("requeue" in c for c in calls)
+    rc, calls, out = _run_sbatch(text, tmp_path, signal_usr1=True, restart_count=20, exit_code=0)
+    assert not any("requeue" in c for c in calls) and "not requeueing" in out
+    # torchrun per node, no requeue: the plain srun line of slurm_script
+    plain = pretrain_sbatch("configs/pretrain/knowlm-13b.yaml", nodes=2, gpus_per_node=4, launcher="torchrun",
+                            requeue=False, mem=None, setup=[])
+    _bash_ok(plain, tmp_path)
+    assert "--requeue" not in plain and "--mem" not in plain
+    srun = shlex.split(next(line for line in plain.splitlines() if line.startswith("srun ")))
+    assert srun[2] == "torchrun" and srun[-2:] == ["-o", "resume_from=latest"]
+
+
+def test_pretrain_sbatch_refuses_bad_input(tmp_path, capsys):
+    from knowlm_utils.launch import pretrain_sbatch
+
+    cfg = "configs/pretrain/knowlm-13b.yaml"
+    with pytest.raises(ValueError, match="save_steps is not set"):
+        pretrain_sbatch(cfg, nodes=1, gpus_per_node=8, overrides=["save_steps=null"])
+    with pytest.raises(ValueError, match="sets device=cuda and resume_from=latest itself"):
+        pretrain_sbatch(cfg, nodes=1, gpus_per_node=8, overrides=["resume_from=null"])
+    with pytest.raises(ValueError, match="mem='lots'"):
+        pretrain_sbatch(cfg, nodes=1, gpus_per_node=8, mem="lots")
+    job = tmp_path / "job.sbatch"
+    assert cli.main(["launch", "sbatch", cfg, "--nodes", "3", "--gpus-per-node", "8", "-o", "eval_steps=100",
+                     "--out", str(job)]) == 0
+    assert "#SBATCH --mem=0" in job.read_text() and "eval_steps=100" in job.read_text()
+    capsys.readouterr()
+    assert cli.main(["launch", "sbatch", cfg, "--nodes", "3", "--gpus-per-node", "8", "-o", "micro_bach=2"]) == 2
+    assert "unknown key(s) ['micro_bach']" in capsys.readouterr().err

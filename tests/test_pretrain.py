@@ -245,3 +245,5 @@ def test_two_process_zero3_run_through_the_deepspeed_launcher(world, tmp_path):
     assert evaluator(model, Args())["eval_loss"] == pytest.approx(metrics["final_eval"]["eval_loss"], rel=1e-4)
     text = log.read_text("utf-8")
     assert "2 process(es), DeepSpeed ZeRO-3" in text and "final model" in text
+    # launched with device="auto": no GPU here, so the CPU, passed to the config as well
+    assert text.splitlines()[0].endswith("-o seed=7 -o device=cpu") and "device cpu (fp32)" in text

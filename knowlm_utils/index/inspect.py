@@ -161,9 +161,12 @@ def add_cli(subparsers) -> None:
     v.add_argument("prefix", help="index prefix (PREFIX.bin / PREFIX.idx)")
     v.add_argument("--no-progress", action="store_true")
     v.set_defaults(func=_cli_verify)
-    m = sub.add_parser("merge", help="merge indexes (verifies every input first; streaming, atomic)")
-    m.add_argument("out_prefix")
-    m.add_argument("in_prefixes", nargs="+", metavar="IN_PREFIX")
+    m = sub.add_parser("merge", help="merge indexes (verifies every input first; streaming, atomic); given the "
+                       "output FOLDERS of `knowlm preprocess --rank R --world N`, joins train and valid of all ranks "
+                       "into OUT (a folder) with the same bytes as one run")
+    m.add_argument("out_prefix", help="output prefix, or output folder when merging preprocess ranks")
+    m.add_argument("in_prefixes", nargs="+", metavar="IN_PREFIX", help="index prefixes, or the rank folders "
+                   "OUTPUT_DIR.rank-RRRRR-of-NNNNN (all N, any order)")
     m.add_argument("--typed", action="store_true", help="one contiguous range per type (same-named types merged)")
     m.add_argument("--types", help="comma-separated type name for each input (inputs without a manifest)")
     m.add_argument("--no-progress", action="store_true")
@@ -224,6 +227,15 @@ def _cli_verify(args: argparse.Namespace) -> int:
 
 @_one_line_errors
 def _cli_merge(args: argparse.Namespace) -> int:
+    if all(os.path.isdir(p) for p in args.in_prefixes):  # rank folders of `knowlm preprocess --world N`
+        from ..preprocess import merge_ranks
+
+        if args.typed or args.types:
+            raise ValueError("--typed/--types apply to index prefixes; rank folders are merged in their config's order")
+        result = merge_ranks(args.in_prefixes, args.out_prefix, progress=not args.no_progress)
+        for split, manifest in result.items():
+            print(f"merged {len(args.in_prefixes)} ranks -> {args.out_prefix}/{split}: {_summary(manifest)}")
+        return 0
     types = [t.strip() for t in args.types.split(",")] if args.types else None
     manifest = merge_indexes(args.in_prefixes, args.out_prefix, typed=args.typed, types=types,
                              progress=not args.no_progress)

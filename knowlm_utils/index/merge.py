@@ -36,7 +36,8 @@ def _segments(index: MMapTokenIndex, rename: str | None) -> list[tuple[str, int,
 
 
 def merge_indexes(prefixes: Sequence[str | os.PathLike], out_prefix: str | os.PathLike, typed: bool = False,
-                  types: Sequence[str] | None = None, progress: bool = False, verify: bool = True) -> dict:
+                  types: Sequence[str] | None = None, progress: bool = False, verify: bool = True,
+                  type_order: Sequence[str] | None = None, manifest_extra: dict | None = None) -> dict:
     """Merge indexes into ``out_prefix`` by streaming (constant memory, atomic). Returns the manifest.
 
     * ``typed=False`` — concatenate in input order (e.g. shards of one type). Each input's types
@@ -55,6 +56,11 @@ def merge_indexes(prefixes: Sequence[str | os.PathLike], out_prefix: str | os.Pa
     manifest counts; about one extra sequential read of the inputs): a bad input is refused,
     naming it, before anything is written. ``verify=False`` skips that scan (inputs you have just
     verified yourself); inputs are then only checked as far as opening them does.
+
+    ``type_order`` (with ``typed=True``): the order of the type ranges in the output (types it
+    does not name follow in order of first appearance) — e.g. the type order of the config
+    that wrote rank-sharded inputs, where rank 0 may lack a type that a later rank has.
+    ``manifest_extra``: entries added to the output manifest (over the carried-over ones).
     """
     prefixes = [Path(os.fspath(p)) for p in prefixes]
     if not prefixes:
@@ -101,8 +107,13 @@ def merge_indexes(prefixes: Sequence[str | os.PathLike], out_prefix: str | os.Pa
     for k, index in enumerate(inputs):
         for name, s, e, ds, de in _segments(index, None if types is None else types[k]):
             plan.append((name, index, s, e, ds, de))
+    if type_order is not None and not typed:
+        raise ValueError("type_order orders the type ranges of a typed merge: pass typed=True")
     if typed:
         order = list(dict.fromkeys(seg[0] for seg in plan))
+        if type_order is not None:
+            rank = {name: k for k, name in enumerate(type_order)}
+            order.sort(key=lambda name: rank.get(name, len(rank)))  # stable: the rest keep their order
         plan = [seg for name in order for seg in plan if seg[0] == name]
     else:
         seen, last = set(), None
@@ -119,6 +130,11 @@ def merge_indexes(prefixes: Sequence[str | os.PathLike], out_prefix: str | os.Pa
          "manifest": {k: v for k, v in (ix.manifest or {}).items() if k not in RESERVED_MANIFEST_KEYS}}
         for ix in inputs]}}
     extra.update(_common_keys(inputs))
+    if manifest_extra:
+        clash = sorted(set(manifest_extra) & set(RESERVED_MANIFEST_KEYS))
+        if clash:
+            raise ValueError(f"manifest_extra may not set the writer's own keys {clash}")
+        extra.update(manifest_extra)
     total = sum(ix.num_tokens for ix in inputs)
     writer = MMapTokenIndexWriter(out_prefix, vocab, dtype=inputs[0].dtype, progress=False)
     with tqdm(total=total, unit="tok", unit_scale=True, desc=f"merge -> {out_prefix.name}", disable=not progress) as bar:
