@@ -1,7 +1,7 @@
 """The ``knowlm`` command: one subcommand per pipeline stage, each a thin wrapper over the
 stage module's ``main(config, overrides=None)`` / functions (the same code the notebooks call).
 
-    knowlm corpus build|evaluate     stage 01  knowlm_utils.corpus
+    knowlm corpus build|evaluate     stage 01  knowlm_utils.corpus (--executor: knowlm_utils.corpus_datatrove)
     knowlm tokenizer train|extend    stage 02  knowlm_utils.tokenizer
     knowlm chunk                     stage 03  knowlm_utils.chunk_report
     knowlm preprocess                stage 04  knowlm_utils.preprocess
@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMANDS.values():
         importlib.import_module(f"knowlm_utils.{module}").add_cli(sub)
+    # `knowlm corpus build --executor local|slurm|ray --tasks N`: the datatrove path (issue 16)
+    from .corpus_datatrove.cli import extend_corpus_build
+    extend_corpus_build(sub.choices["corpus"])
     return parser
 
 
