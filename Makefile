@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test course lab venv clean
+.PHONY: test course lab venv clean e2e
 
 # Reinstall only when pyproject.toml changed (the stamp is older than it).
 $(STAMP): pyproject.toml
@@ -25,6 +25,14 @@ course: $(STAMP)
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
+
+# Browser tests of the notebook playground (JupyterLab, then Voilà) with Debian's chromium driven by
+# Playwright; screenshots in runs/e2e/. Not part of `make test` (tests/e2e/browser_e2e.py is named
+# outside pytest's test_*.py pattern).
+e2e: $(STAMP)
+	$(BIN)/python scripts/ensure_e2e_deps.py
+	bash scripts/ensure_chromium.sh
+	$(BIN)/python -m pytest tests/e2e/browser_e2e.py
 
 clean:
 	rm -rf runs/ .pytest_cache
