@@ -44,6 +44,13 @@ def test_all_notebooks_smoke(tmp_path):
     assert m9["same_answers"] == m9["answers"] > 0 and m9["logits_max_abs_diff"] < 1e-3
     largest = max(m9["memory_in_memory_mb"], key=float)
     assert m9["memory_streamed_mb"][largest] < m9["memory_in_memory_mb"][largest]
+    m8 = summary["notebooks"]["08_ie_evaluation"]["metrics"]
+    assert 0.0 <= m8["copy_rate_lora"] <= 1.0 and 0.0 <= m8["f1_lora"] <= 1.0 and m8["f1_rules"] > 0.9
+    assert {"induction_base", "induction_lora"} <= set(m8)
+    m10 = summary["notebooks"]["10_generation_playground"]["metrics"]
+    assert m10["api_status"] == 200 and m10["api_bad_request_status"] == 400
+    assert m10["playground_equals_greedy"] and m10["cases"] == 4 and m10["stream_chunks"] > 0
+    assert m10["tokens_per_s_cache"] > 0 and m10["tokens_per_s_beams"] > 0
     noisy = {name: e["unexpected_output"] for name, e in summary["notebooks"].items() if e["unexpected_output"]}
     assert not noisy, "unexpected output in executed notebooks (fix it at its source, or allow it in " \
         "course.EXPECTED_OUTPUT with a reason):\n" + "\n".join(f"{n}: {line}" for n, lines in noisy.items()

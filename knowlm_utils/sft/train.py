@@ -56,6 +56,10 @@ class SFTConfig(StageConfig, TrainingArgs):
     lora: LoraSection = field(default_factory=lambda: LoraSection(r=16, alpha=32, dropout=0.05),
                               help="LoRA settings (KnowLM: r 16, alpha 32, dropout 0.05, all projections)")
     gradient_checkpointing: bool = field(False, help="recompute activations in the backward pass (13B: on)")
+    name_substitution: float = field(0.0, ge=0, le=1, help="share of the IE train records whose entity names "
+                                     "are replaced (answer and input) by new names built from the answers' "
+                                     "characters/syllables, so the model learns to copy names instead of "
+                                     "memorising them (knowlm_utils.sft.names); 0: off")
     full_embeddings: str = field("auto", choices=("auto", "always", "never"),
                                  help="train embed_tokens/lm_head in full: auto = when the tokenizer is larger "
                                       "than the model's vocabulary (extended vocabulary)")
@@ -154,6 +158,12 @@ def prepare_data(config: SFTConfig, tokenizer) -> _Data:
     if not ie:
         raise ValueError(f"{data_dir}/train.jsonl has no records of tasks {config.tasks}, styles {config.styles}, "
                          f"languages {config.langs}")
+    from .names import substitute_names
+
+    ie, substituted = substitute_names(ie, config.name_substitution, seed=config.seed)
+    if config.name_substitution:
+        _print(f"names: {substituted.substituted} of {len(ie)} IE records got new entity names "
+               f"({substituted.names} names; left as they were: {dict(substituted.skipped) or 'none'})")
     st_ie, st_gen, st_eval = TokenizeStats(), TokenizeStats(), TokenizeStats()
     train = _tokenized(ie, tokenizer, config.data, st_ie)
     n_ie = len(train)
@@ -173,7 +183,7 @@ def prepare_data(config: SFTConfig, tokenizer) -> _Data:
             if len(evals) > start:
                 eval_ranges[task] = (start, len(evals))
     stats = {"train_ie": st_ie.to_dict(), "train_general": st_gen.to_dict(), "eval": st_eval.to_dict(),
-             "records": {"ie": len(ie), "general": len(general)}}
+             "records": {"ie": len(ie), "general": len(general)}, "name_substitution": substituted.to_dict()}
     return _Data(train, ranges, proportions, evals, eval_ranges, stats)
 
 
