@@ -93,25 +93,34 @@ def sample_docs() -> dict[str, list[str]]:
     return sample_texts()
 
 
-@pytest.fixture(scope="session")
-def sp_model_path(tmp_path_factory, sample_docs) -> Path:
+def train_sample_spm(docs_by_source: dict[str, list[str]], folder: Path, prefix: str = "sp",
+                     num_threads: int = 2) -> Path:
     """A 2000-piece BPE SentencePiece model (LLaMA's settings: byte fallback, identity
-    normalisation, dummy prefix, split digits) trained on zh + en + code sample text."""
+    normalisation, dummy prefix, split digits) trained on ``docs_by_source`` → ``folder/prefix.model``
+    (the training text is removed; ``tests/e2e/e2e_model.py`` builds its tokenizer with this too)."""
     import sentencepiece as spm
 
-    d = tmp_path_factory.mktemp("spm")
-    text = d / "train.txt"
+    folder.mkdir(parents=True, exist_ok=True)
+    text = folder / f"{prefix}-train.txt"
     with open(text, "w", encoding="utf-8") as fh:
-        for docs in sample_docs.values():
+        for docs in docs_by_source.values():
             for doc in docs:
                 fh.write(doc.replace("\r", " ") + "\n")
     spm.SentencePieceTrainer.train(
-        input=str(text), model_prefix=str(d / "sp"), vocab_size=2000, model_type="bpe",
+        input=str(text), model_prefix=str(folder / prefix), vocab_size=2000, model_type="bpe",
         character_coverage=0.9995, byte_fallback=True, normalization_rule_name="identity",
         remove_extra_whitespaces=False, split_digits=True, bos_id=1, eos_id=2, unk_id=0, pad_id=-1,
-        max_sentence_length=100000, num_threads=2, minloglevel=2,
+        max_sentence_length=100000, num_threads=num_threads, minloglevel=2,
     )
-    return d / "sp.model"
+    text.unlink()
+    return folder / f"{prefix}.model"
+
+
+@pytest.fixture(scope="session")
+def sp_model_path(tmp_path_factory, sample_docs) -> Path:
+    """The session's 2000-piece BPE SentencePiece model (:func:`train_sample_spm`) on zh + en + code
+    sample text."""
+    return train_sample_spm(sample_docs, tmp_path_factory.mktemp("spm"))
 
 
 @pytest.fixture(scope="module")

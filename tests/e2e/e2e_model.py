@@ -27,21 +27,9 @@ def build(out: Path) -> Path:
     from knowlm_utils.tokenizer import write_hf_files
 
     spec = importlib.util.spec_from_file_location("knowlm_tests_conftest", TESTS / "conftest.py")
-    shared = importlib.util.module_from_spec(spec)   # tests/conftest.py: the sample texts, as the unit tests read them
+    shared = importlib.util.module_from_spec(spec)   # tests/conftest.py: sample texts and tokenizer, as the unit tests build them
     spec.loader.exec_module(shared)
-    sample_texts = shared.sample_texts
-    out.mkdir(parents=True, exist_ok=True)
-    text = out / "spm-train.txt"
-    with open(text, "w", encoding="utf-8") as fh:
-        for docs in sample_texts().values():
-            for doc in docs:
-                fh.write(doc.replace("\r", " ") + "\n")
-    spm.SentencePieceTrainer.train(
-        input=str(text), model_prefix=str(out / "tokenizer"), vocab_size=2000, model_type="bpe",
-        character_coverage=0.9995, byte_fallback=True, normalization_rule_name="identity",
-        remove_extra_whitespaces=False, split_digits=True, bos_id=1, eos_id=2, unk_id=0, pad_id=-1,
-        max_sentence_length=100000, num_threads=1, minloglevel=2)
-    text.unlink()
+    shared.train_sample_spm(shared.sample_texts(), out, prefix="tokenizer", num_threads=1)
     (out / "tokenizer.vocab").unlink()
     sp = spm.SentencePieceProcessor(model_file=str(out / "tokenizer.model"))
     ids = sp.encode(ANSWER)
