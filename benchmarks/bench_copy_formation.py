@@ -18,6 +18,7 @@ positional shortcut. Usage:
 
     python benchmarks/bench_copy_formation.py [--vocab 64] [--steps 600] [--batch 32] \\
         [--hidden 256 --layers 4]          # the cpu-tiny shape (configs/pretrain/cpu-tiny.yaml)
+    python benchmarks/bench_copy_formation.py --variable-only --steps 3700   # when copying forms (≈30 min)
 """
 
 from __future__ import annotations
@@ -77,6 +78,9 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--variable-only", action="store_true",
+                   help="train only the variable-offset task and print its curve (to find when copying forms: "
+                        "≈3,000 steps at the defaults)")
     args = p.parse_args()
 
     import torch
@@ -86,6 +90,13 @@ def main() -> None:
     quiet_libraries()
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
+    if args.variable_only:
+        print(f"h {args.hidden}, {args.layers} layers, alphabet {args.vocab} (uniform loss {math.log(args.vocab):.2f}), "
+              f"batch {args.batch} x {2 * args.span} tokens, lr {args.lr}: variable-offset loss")
+        for step, loss in train("variable", args):
+            print(f"{step - args.every + 1:>5}-{step:<5} {loss:>8.3f}")
+        print(f"measured in {time.perf_counter() - t0:.0f} s")
+        return
     fixed, variable = train("fixed", args), train("variable", args)
     print(f"h {args.hidden}, {args.layers} layers, alphabet {args.vocab} (uniform loss {math.log(args.vocab):.2f}), "
           f"batch {args.batch} x {2 * args.span} tokens, lr {args.lr}")

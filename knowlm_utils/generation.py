@@ -233,12 +233,21 @@ def resolve_params(params: GenerationParams | str | Mapping[str, Any] | None = N
 # ================================================================================= tokenizers ==
 class Codec:
     """Encode a prompt to ids (BOS included) and decode new ids, for a SentencePiece processor /
-    ``.model`` file / tokenizer folder, or a transformers tokenizer. The tokenizer is never changed."""
+    ``.model`` file / tokenizer folder, or a transformers tokenizer. The tokenizer is never changed.
+    ``segmentation``: ``"tokenizer"`` (its own, the default) or ``"copy_aligned"`` for a model trained with it
+    (:mod:`knowlm_utils.sft.segmentation`; a run's ``PromptSet.segmentation`` says which)."""
 
-    def __init__(self, tokenizer: Any):
-        if isinstance(tokenizer, Codec):
+    def __init__(self, tokenizer: Any, segmentation: str | None = None):
+        from .sft.segmentation import CopyAlignedEncoder, check_segmentation
+
+        if isinstance(tokenizer, Codec):  # a copy; segmentation None keeps the codec's
             self.__dict__.update(tokenizer.__dict__)
+            if segmentation is not None and check_segmentation(segmentation) != self.segmentation:
+                self.segmentation = segmentation
+                self.aligned = CopyAlignedEncoder(self.sp if self.sp is not None else self.hf) \
+                    if segmentation == "copy_aligned" else None
             return
+        self.segmentation = segmentation = check_segmentation(segmentation or "tokenizer")
         if isinstance(tokenizer, (str, bytes)) or hasattr(tokenizer, "__fspath__") or spm.is_processor(tokenizer):
             self.sp, self.hf = spm.load_processor(tokenizer), None
             self.bos, self.eos, pad = self.sp.bos_id(), self.sp.eos_id(), self.sp.pad_id()
@@ -255,8 +264,12 @@ class Codec:
             self.bos = tokenizer.bos_token_id
             self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos
             self.special = set(getattr(tokenizer, "all_special_ids", ()) or ())
+        self.aligned = CopyAlignedEncoder(self.sp if self.sp is not None else self.hf) \
+            if segmentation == "copy_aligned" else None
 
     def encode(self, prompt: str) -> list[int]:
+        if self.aligned is not None:
+            return ([self.bos] if self.bos is not None else []) + self.aligned.encode(prompt)
         if self.sp is not None:
             return [self.bos, *self.sp.encode(prompt)]
         return list(self.hf(prompt)["input_ids"])
@@ -694,7 +707,8 @@ class Generator:
 
     def __init__(self, model: Any, tokenizer: Any, prompts: Any = None,
                  params: GenerationParams | str | Mapping[str, Any] | None = None, name: str = "model"):
-        self.model, self.tokenizer, self.codec = model, tokenizer, Codec(tokenizer)
+        self.model, self.tokenizer = model, tokenizer
+        self.codec = Codec(tokenizer, getattr(prompts, "segmentation", "tokenizer"))  # as the run was trained
         self._prompts, self.name = prompts, name
         self.params = resolve_params(params)
         self.context = context_limit(model)

@@ -73,3 +73,69 @@ def test_induction_score_positions_and_errors():
     assert oracle["second"] < 1e-6 and oracle["score"] > 5.0
     with pytest.raises(ValueError, match="induction_score"):
         induction_score(model, length=1)
+
+
+# ------------------------------------------------------------------ token alignment of gold names ----
+def _ner_gold(rid, lang, text, entities, schema):
+    from knowlm_utils.ie.annotation import Entity
+
+    return {"id": rid, "task": "NER", "lang": lang, "style": "iepile", "format": "iepile", "schema": list(schema),
+            "instruction": iepile_instruction("NER", lang, list(schema), text), "input": "",
+            "output": format_output("NER", "iepile", [Entity(n, t) for n, t in entities], lang, list(schema))}
+
+
+ALIGN_RECORDS = [
+    _ner_gold("zh1", "zh", "巴西利亚是巴西的首都，阿根廷的首都是布宜诺斯艾利斯。",
+              [("巴西利亚", "城市"), ("布宜诺斯艾利斯", "城市"), ("巴西", "国家"), ("阿根廷", "国家")], ("城市", "国家")),
+    _ner_gold("en1", "en", "The capital of Brazil is Brasilia, and Paris lies in France.",
+              [("Brasilia", "city"), ("Paris", "city"), ("Brazil", "country"), ("France", "country")],
+              ("city", "country")),
+]
+
+
+def test_alignment_bins_on_hand_made_pieces():
+    from knowlm_utils.ie.copy_check import _spans, alignment_bin
+
+    prompt = ["▁in", "▁Paris", "阿根", "廷的", "巴西", "Rome", "Ber", "lin", "<0xE4>", "<0xB8>", "<0xAD>"]
+    answer = ["[\"", "Paris", "巴西", "阿根廷", "Rome", "Berlin", "<0xE4>", "<0xB8>", "<0xAD>"]
+    pid = {p: i for i, p in enumerate(prompt)}
+    aid = [pid.get(p, 100 + i) for i, p in enumerate(answer)]
+    in_prompt, in_answer = _spans(list(range(len(prompt))), prompt, 8), _spans(aid, answer, 8)
+    got = {n: alignment_bin(n, in_prompt, in_answer) for n in ("Paris", "巴西", "阿根廷", "Rome", "Berlin", "中")}
+    assert got == {"Paris": "space_prefixed", "巴西": "same_ids", "阿根廷": "no_token_span", "Rome": "same_ids",
+                   "Berlin": "other_segmentation", "中": "same_ids"}  # 中 = bytes E4 B8 AD, same byte ids
+    assert alignment_bin("Lisbon", in_prompt, in_answer) == "no_token_span"
+
+
+def test_character_tokenizer_copies_every_name_and_bpe_does_not(tmp_path, sp):
+    import sentencepiece as spm
+
+    from knowlm_utils.ie.copy_check import TOKEN_ALIGNMENT, name_token_alignment
+    from knowlm_utils.sft.data import SFTDataOptions
+
+    text = tmp_path / "chars.txt"
+    text.write_text("\n".join(r["instruction"] + " " + r["output"] for r in ALIGN_RECORDS) * 3, encoding="utf-8")
+    spm.SentencePieceTrainer.train(input=str(text), model_prefix=str(tmp_path / "char"), model_type="char",
+                                   character_coverage=1.0, byte_fallback=True, minloglevel=2,
+                                   normalization_rule_name="identity", bos_id=1, eos_id=2, unk_id=0, pad_id=-1)
+    char = spm.SentencePieceProcessor(model_file=str(tmp_path / "char.model"))
+    got = name_token_alignment(ALIGN_RECORDS, char, options=SFTDataOptions(cutoff_len=2048))  # nothing cut
+    assert got.total() == 8 and got.copy_ceiling == 1.0  # one character per token: every name is copyable
+    assert got.to_dict()["by_lang_task"]["zh/NER"]["same_ids"] == 4
+
+    bpe = name_token_alignment(ALIGN_RECORDS, sp, max_examples=8)
+    assert bpe.total() == 8 and sum(sum(c.values()) for c in bpe.counts.values()) == 8
+    assert set().union(*(c.keys() for c in bpe.counts.values())) <= set(TOKEN_ALIGNMENT)
+    # mid-sentence English words are '▁'-pieces in the sentence but not after '["' in the answer
+    assert bpe.counts["en/NER"]["space_prefixed"] >= 2 and bpe.copy_ceiling < 1.0
+    assert set(bpe.examples["space_prefixed"]) <= {"Brasilia", "Paris", "Brazil", "France"}
+    assert bpe.share("same_ids", "zh/NER") + bpe.share("no_token_span", "zh/NER") \
+        + bpe.share("other_segmentation", "zh/NER") == 1.0
+
+
+def test_alignment_skips_records_sft_drops(sp):
+    from knowlm_utils.ie.copy_check import name_token_alignment
+    from knowlm_utils.sft.data import SFTDataOptions
+
+    got = name_token_alignment(ALIGN_RECORDS, sp, options=SFTDataOptions(cutoff_len=8))
+    assert got.skipped_records == 2 and got.total() == 0 and got.copy_ceiling == 0.0

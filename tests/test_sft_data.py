@@ -205,7 +205,10 @@ def test_options_are_validated():
         SFTDataOptions(train_on_inputs="yes")
     with pytest.raises(ValueError, match="templates"):
         SFTDataOptions(templates={"zh": ""})
-    assert SFTDataOptions().to_dict() == {"cutoff_len": 512, "train_on_inputs": False, "add_eos": True, "templates": {}}
+    with pytest.raises(ValueError, match="segmentation"):
+        SFTDataOptions(segmentation="chars")
+    assert SFTDataOptions().to_dict() == {"cutoff_len": 512, "train_on_inputs": False, "add_eos": True, "templates": {},
+                                          "segmentation": "tokenizer"}
 
 
 # ---------------------------------------------------------------------------- records ----

@@ -18,6 +18,14 @@ random tokens shown twice is cheap to predict the second time only for a model w
 (attend to the token after the previous occurrence of the current token, copy it). The score is the
 mean loss of the first copy minus that of the second, in nats: ≈ 0 means the model cannot copy from
 its context at all; a model that copies predicts the second copy almost perfectly (several nats).
+
+:func:`name_token_alignment` measures what copying can reach with a given tokenizer: copying writes
+the *token ids* it attends to, so a gold name is reachable by copying only when its ids in the answer
+also occur in the prompt. A SentencePiece/BPE tokenizer often segments the same name differently in
+the two places: an English word inside a sentence is the piece ``▁Paris`` but right after ``["`` in the
+JSON answer it is ``Paris``, and a Chinese name can be merged with its neighbours in the sentence
+(``阿根廷的`` → ``阿根`` ``廷的``) while standing alone in the answer. Each gold name is sorted into
+``TOKEN_ALIGNMENT`` bins; the share of ``same_ids`` is the ceiling of a model that only copies.
 """
 
 from __future__ import annotations
@@ -31,6 +39,8 @@ from typing import Any
 from .evaluate import parse_prediction
 
 ORIGINS = ("input_only", "input_train", "train_only", "neither")
+#: Bins of :func:`name_token_alignment`, best first.
+TOKEN_ALIGNMENT = ("same_ids", "other_segmentation", "space_prefixed", "no_token_span")
 
 
 def record_text(record: Mapping[str, Any]) -> str:
@@ -127,4 +137,118 @@ def induction_score(model: Any, length: int = 40, sequences: int = 16, low_id: i
     return {"first": first, "second": second, "score": first - second}
 
 
-__all__ = ["induction_score", "ORIGINS", "NameOrigins", "name_origins", "record_text", "item_names"]
+def _piece_bytes(piece: str) -> bytes:
+    """The bytes a SentencePiece piece stands for (``<0xNN>`` byte pieces included), spaces as ``▁``."""
+    if len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">"):
+        try:
+            return bytes([int(piece[3:5], 16)])
+        except ValueError:
+            pass
+    return piece.encode("utf-8")
+
+
+def _spans(ids: list[int], pieces: list[str], max_tokens: int) -> dict[str, set[tuple[int, ...]]]:
+    """Text (spaces as ``▁``) of every run of up to ``max_tokens`` tokens → the id tuples spelling it."""
+    out: dict[str, set[tuple[int, ...]]] = {}
+    raw = [_piece_bytes(p) for p in pieces]
+    for i in range(len(ids)):
+        buf = b""
+        for j in range(i, min(len(ids), i + max_tokens)):
+            buf += raw[j]
+            out.setdefault(buf.decode("utf-8", errors="replace"), set()).add(tuple(ids[i:j + 1]))
+    return out
+
+
+def alignment_bin(name: str, in_prompt: Mapping[str, set], in_answer: Mapping[str, set]) -> str:
+    """The ``TOKEN_ALIGNMENT`` bin of ``name`` given the token spans (``_spans``) of prompt and answer."""
+    spelled = name.replace(" ", "\u2581")
+    here = in_prompt.get(spelled, set())
+    if in_answer.get(spelled, set()) & here:
+        return "same_ids"
+    if here:
+        return "other_segmentation"
+    if "\u2581" + spelled in in_prompt:
+        return "space_prefixed"
+    return "no_token_span"
+
+
+@dataclass
+class TokenAlignment:
+    """Counts of gold names per ``TOKEN_ALIGNMENT`` bin, per ``"lang/task"`` key, with examples."""
+
+    counts: dict[str, Counter] = field(default_factory=dict)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+    skipped_records: int = 0  # dropped by the SFT tokenisation (too long): not measured
+
+    def total(self, key: str | None = None) -> int:
+        groups = [self.counts.get(key, Counter())] if key else list(self.counts.values())
+        return sum(sum(c.values()) for c in groups)
+
+    def share(self, bin_name: str, key: str | None = None) -> float:
+        """Share of names in ``bin_name`` (all keys, or one ``"lang/task"``); 0 when there are none."""
+        groups = [self.counts.get(key, Counter())] if key else list(self.counts.values())
+        n = self.total(key)
+        return sum(c[bin_name] for c in groups) / n if n else 0.0
+
+    @property
+    def copy_ceiling(self) -> float:
+        """Share of gold names whose answer ids occur in the prompt: the recall of a perfect copier."""
+        return self.share("same_ids")
+
+    def to_dict(self) -> dict[str, Any]:
+        by_key = {k: {"names": self.total(k), **{b: int(c[b]) for b in TOKEN_ALIGNMENT},
+                      "copy_ceiling": self.share("same_ids", k)} for k, c in sorted(self.counts.items())}
+        return {"names": self.total(), "copy_ceiling": self.copy_ceiling, "by_lang_task": by_key,
+                "skipped_records": self.skipped_records, "examples": self.examples}
+
+
+def name_token_alignment(records: Iterable[Mapping[str, Any]], tokenizer: Any, prompts: Any = None,
+                         options: Any = None, max_examples: int = 3, max_name_tokens: int = 24) -> TokenAlignment:
+    """Sort every gold name of ``records`` by how the SFT tokenisation writes it in the answer
+    against the prompt (bins ``TOKEN_ALIGNMENT``): ``same_ids`` (copyable), ``other_segmentation``
+    (the prompt spells it exactly with other ids), ``space_prefixed`` (the prompt has it only as a
+    word-initial ``▁`` piece), ``no_token_span`` (a token of the prompt crosses its boundary).
+
+    ``tokenizer``: a Hugging Face tokenizer or SentencePiece processor; ``prompts``: the run's
+    :class:`~knowlm_utils.sft.prompter.PromptSet` (default templates when None); ``options``: its
+    :class:`~knowlm_utils.sft.data.SFTDataOptions` (cutoff, EOS; default: the defaults with the prompts'
+    segmentation). Samples are encoded exactly as SFT
+    encodes them (:func:`~knowlm_utils.sft.data.encode_record`); records it drops are counted in
+    ``skipped_records``. Each distinct gold name counts once per record."""
+    from ..sft.data import SFTDataOptions, as_adapter, encode_record
+    from ..sft.prompter import PromptSet
+
+    prompts = prompts if prompts is not None else PromptSet()
+    options = options if options is not None else SFTDataOptions(segmentation=prompts.segmentation)
+    tok = as_adapter(tokenizer, options.segmentation)
+    if tok.kind == "hf":
+        to_pieces = tokenizer.convert_ids_to_tokens
+    else:
+        to_pieces = lambda ids: [tokenizer.id_to_piece(i) for i in ids]  # noqa: E731
+    out = TokenAlignment()
+    for record in records:
+        gold = {n for it in parse_prediction(record, str(record.get("output", ""))).items
+                for n in item_names(record["task"], it) if n}
+        if not gold:
+            continue
+        enc = encode_record(tok, prompts, record, options)
+        if enc.sample is None:
+            out.skipped_records += 1
+            continue
+        ids, labels = enc.sample["input_ids"], enc.sample["labels"]
+        k = next((i for i, label in enumerate(labels) if label != -100), len(ids))
+        prompt_ids, answer_ids = ids[:k], ids[k:]
+        in_prompt = _spans(prompt_ids, to_pieces(prompt_ids), max_name_tokens)
+        in_answer = _spans(answer_ids, to_pieces(answer_ids), max_name_tokens)
+        counts = out.counts.setdefault(f"{record.get('lang', '?')}/{record['task']}", Counter())
+        for name in sorted(gold):
+            bin_name = alignment_bin(name, in_prompt, in_answer)
+            counts[bin_name] += 1
+            ex = out.examples.setdefault(bin_name, [])
+            if len(ex) < max_examples and name not in ex:
+                ex.append(name)
+    return out
+
+
+__all__ = ["induction_score", "ORIGINS", "NameOrigins", "name_origins", "record_text", "item_names",
+           "TOKEN_ALIGNMENT", "TokenAlignment", "name_token_alignment"]

@@ -66,9 +66,10 @@ def as_prompter(obj: Any) -> PromptBuilder:
 
 def generate_answers(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens: int = 128,
                      batch_size: int = 8, num_beams: int = 1, temperature: float | None = None,
-                     progress: bool = True, seed: int | None = 0) -> list[str]:
+                     progress: bool = True, seed: int | None = 0, segmentation: str | None = None) -> list[str]:
     """The text each prompt's continuation adds (the prompt's tokens are not decoded; special
-    tokens skipped; generation stops at ``</s>``), in the order of ``prompts``.
+    tokens skipped; generation stops at ``</s>``), in the order of ``prompts``. ``segmentation``:
+    how prompts are encoded (:class:`~knowlm_utils.generation.Codec`; None: the tokenizer's own).
 
     Batches of ``batch_size`` prompts (sorted by length so that a batch pads little), padded on the
     LEFT with an attention mask. Greedy when ``temperature`` is None or 0 (``num_beams`` > 1: beam
@@ -87,7 +88,7 @@ def generate_answers(model: Any, tokenizer: Any, prompts: Sequence[str], max_new
     if temperature is not None and temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     prompts = list(prompts)
-    codec = Codec(tokenizer)
+    codec = Codec(tokenizer, segmentation)
     encoded = [codec.encode(p) for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
     sampling = temperature is not None and temperature > 0
@@ -119,14 +120,16 @@ def predict_records(records: Iterable[Mapping[str, Any]], model: Any, tokenizer:
                     max_new_tokens: int = 128, batch_size: int = 8, decoding: str = "greedy",
                     progress: bool = True) -> list[dict[str, Any]]:
     """Rows ``{"id", "prompt", "generation", "answer"}`` for ``records``: the prompt the builder
-    made, the raw generated text and the answer the builder read from it (what is scored)."""
+    made, the raw generated text and the answer the builder read from it (what is scored). Prompts
+    are encoded with the builder's ``segmentation`` when it has one (a run's ``PromptSet``)."""
     if decoding not in DECODING:
         raise ValueError(f"unknown decoding {decoding!r}; allowed: {', '.join(DECODING)}")
     builder = as_prompter(prompter)
     records = list(records)
     prompts = [builder.prompt(r) for r in records]
     generated = generate_answers(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                                 progress=progress, **DECODING[decoding])
+                                 progress=progress, segmentation=getattr(builder, "segmentation", None),
+                                 **DECODING[decoding])
     return [{"id": r["id"], "prompt": p, "generation": g, "answer": builder.response(r, g)}
             for r, p, g in zip(records, prompts, generated)]
 

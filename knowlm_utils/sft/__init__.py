@@ -6,6 +6,8 @@ Alpaca instructions.
 * :mod:`.data` — reading and mixing records, tokenisation with exact prompt/answer label masking
   (the answer always ends with EOS; long prompts are cut in the middle, never the answer), the
   padding collator.
+* :mod:`.segmentation` — the ``copy_aligned`` segmentation: a name gets the same token ids in the
+  sentence and in the answer, so a model can copy it.
 
 Nothing heavy is imported here (torch and transformers are imported where they are used).
 """

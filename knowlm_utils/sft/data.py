@@ -70,8 +70,15 @@ class SFTDataOptions(Section):
     templates: dict[str, str] = field(default_factory=dict, help="record → prompt template overrides, keys "
                                       "'style:lang', style, lang or 'default' (defaults: iepile → oneke_chat, "
                                       "zh → alpaca_zh, en → alpaca_en); values are template names or .json paths")
+    segmentation: str = field("tokenizer", help="how text becomes ids: 'tokenizer' (its own segmentation) or "
+                                                "'copy_aligned' (CJK characters and words one at a time, so a name "
+                                                "has the same ids in the sentence and the answer and can be copied; "
+                                                "≈1.5x the tokens; sft/segmentation.py)")
 
     def validate(self) -> None:
+        from .segmentation import check_segmentation
+
+        check_segmentation(self.segmentation, "segmentation")
         for key, value in self.templates.items():
             if not key or not value:
                 raise ValueError(f"templates: {key!r}: expected a non-empty key and template name, got {value!r}")
@@ -82,8 +89,12 @@ class TokenizerAdapter:
     """``encode`` (no special tokens), ``decode``, ``bos_id``/``eos_id`` of a Hugging Face tokenizer
     or a SentencePiece processor."""
 
-    def __init__(self, tokenizer: Any):
+    def __init__(self, tokenizer: Any, segmentation: str = "tokenizer"):
+        from .segmentation import CopyAlignedEncoder, check_segmentation
+
         self.tokenizer = tokenizer
+        self.segmentation = check_segmentation(segmentation)
+        self._aligned = CopyAlignedEncoder(tokenizer) if segmentation == "copy_aligned" else None
         self._context: dict[str, list[int]] = {}
         if hasattr(tokenizer, "eos_token_id") and hasattr(tokenizer, "encode"):
             self.kind = "hf"
@@ -99,6 +110,8 @@ class TokenizerAdapter:
             self.bos_id, self.eos_id = (bos if bos >= 0 else None), (eos if eos >= 0 else None)
 
     def encode(self, text: str) -> list[int]:
+        if self._aligned is not None:
+            return self._aligned.encode(text)
         if self.kind == "hf":
             return list(self.tokenizer.encode(text, add_special_tokens=False))
         return list(self.tokenizer.encode(text))
@@ -115,6 +128,8 @@ class TokenizerAdapter:
         an answer that follows a newline), else ``enc(text)``."""
         if not text:
             return []
+        if self._aligned is not None:  # units are encoded alone: no context to take into account
+            return self._aligned.encode(text)
         ctx = before[-1:]
         if not ctx:
             return self.encode(text)
@@ -127,8 +142,14 @@ class TokenizerAdapter:
         return self.encode(text)
 
 
-def as_adapter(tokenizer: Any) -> TokenizerAdapter:
-    return tokenizer if isinstance(tokenizer, TokenizerAdapter) else TokenizerAdapter(tokenizer)
+def as_adapter(tokenizer: Any, segmentation: str | None = None) -> TokenizerAdapter:
+    """``tokenizer`` as a :class:`TokenizerAdapter` (an adapter is returned as is unless another
+    ``segmentation`` is asked for; None: keep the adapter's, or the tokenizer's own)."""
+    if isinstance(tokenizer, TokenizerAdapter):
+        if segmentation is None or segmentation == tokenizer.segmentation:
+            return tokenizer
+        return TokenizerAdapter(tokenizer.tokenizer, segmentation)
+    return TokenizerAdapter(tokenizer, segmentation or "tokenizer")
 
 
 # ================================================================================ stats ====
@@ -294,7 +315,7 @@ def _shorten_prompt(tok: TokenizerAdapter, ids: list[int], budget: int, prompter
 def encode_record(tokenizer: Any, prompter_set: PromptSet, record: Mapping[str, Any],
                   options: SFTDataOptions) -> EncodedRecord:
     """One record → :class:`EncodedRecord` (the sample, or None and the drop reason)."""
-    tok = as_adapter(tokenizer)
+    tok = as_adapter(tokenizer, options.segmentation)
     name = prompter_set.template_for(record)
     prompter = prompter_set.get(name)
     instruction, input_text = prompter_set.fields(record)
@@ -340,7 +361,7 @@ def build_sft_dataset(records: Iterable[Mapping[str, Any]], tokenizer: Any, opti
     options = options or SFTDataOptions()
     prompter_set = prompter_set or PromptSet(options.templates)
     stats = stats if stats is not None else TokenizeStats()
-    tok = as_adapter(tokenizer)
+    tok = as_adapter(tokenizer, options.segmentation)
     out = []
     for record in records:
         sample = tokenize_record(tok, prompter_set, record, options, stats)

@@ -212,7 +212,13 @@ class PromptSet:
     """The templates of one run, each loaded (and validated) once; per-record prompts."""
 
     def __init__(self, mapping: Mapping[str, str] | None = None,
-                 templates: Mapping[str, Mapping[str, Any]] | None = None, where: str = "templates"):
+                 templates: Mapping[str, Mapping[str, Any]] | None = None, where: str = "templates",
+                 segmentation: str = "tokenizer"):
+        from .segmentation import check_segmentation
+
+        #: how prompts become ids (:mod:`knowlm_utils.sft.segmentation`): saved with the run, followed
+        #: by prediction and generation
+        self.segmentation = check_segmentation(segmentation, f"{where}: segmentation")
         self.mapping = {**DEFAULT_TEMPLATES, **(mapping or {})}
         for key, value in self.mapping.items():
             if not isinstance(key, str) or not isinstance(value, str) or not value:
@@ -225,11 +231,16 @@ class PromptSet:
 
     # ----------------------------------------------------------------- saved with a run ----
     def to_dict(self) -> dict[str, Any]:
-        """``{"mapping", "templates"}``: the choice and the full text of every template it names."""
-        return {"mapping": dict(self.mapping),
-                "templates": {name: {"description": p.description, "prompt_input": p.prompt_input,
-                                     "prompt_no_input": p.prompt_no_input, "response_split": p.response_split}
-                              for name, p in sorted(self.prompters.items()) if name in self.mapping.values()}}
+        """``{"mapping", "templates"}``: the choice and the full text of every template it names, and
+        ``"segmentation"`` when it is not the tokenizer's own."""
+        out: dict[str, Any] = {
+            "mapping": dict(self.mapping),
+            "templates": {name: {"description": p.description, "prompt_input": p.prompt_input,
+                                 "prompt_no_input": p.prompt_no_input, "response_split": p.response_split}
+                          for name, p in sorted(self.prompters.items()) if name in self.mapping.values()}}
+        if self.segmentation != "tokenizer":
+            out["segmentation"] = self.segmentation
+        return out
 
     def save(self, folder: str | os.PathLike) -> Path:
         """Write :data:`PROMPTS_FILE` into ``folder`` (atomically); returns its path."""
@@ -248,7 +259,8 @@ class PromptSet:
         if not isinstance(data, Mapping) or not isinstance(data.get("mapping"), Mapping) \
                 or not isinstance(data.get("templates"), Mapping):
             raise ValueError(f"{p}: expected an object with 'mapping' and 'templates' (written by PromptSet.save)")
-        return cls(data["mapping"], data["templates"], where=str(p))
+        return cls(data["mapping"], data["templates"], where=str(p),
+                   segmentation=data.get("segmentation", "tokenizer"))
 
     @classmethod
     def for_run(cls, *folders: str | os.PathLike | None) -> "PromptSet":

@@ -244,7 +244,7 @@ def main(config: SFTConfig | str | os.PathLike, overrides: Overrides = None) -> 
     tokenizer_dir = _resolve(config, config.tokenizer or config.base_model)
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True, trust_remote_code=False)
     data = prepare_data(config, tokenizer)
-    prompts = PromptSet(config.data.templates)
+    prompts = PromptSet(config.data.templates, segmentation=config.data.segmentation)
     if int(os.environ.get("RANK", "0")) == 0:
         output_dir.mkdir(parents=True, exist_ok=True)
         prompts.save(output_dir)  # checkpoints find it one folder up; knowlm eval ie prompts the same way
