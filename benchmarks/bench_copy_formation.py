@@ -41,7 +41,7 @@ def batch(kind: str, vocab: int, span: int, rows: int, gen):
     return ids, labels
 
 
-def train(kind: str, args) -> list[tuple[int, float]]:
+def train(kind: str, args, report=None) -> list[tuple[int, float]]:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -49,7 +49,7 @@ def train(kind: str, args) -> list[tuple[int, float]]:
     gen = torch.Generator().manual_seed(args.seed)
     cfg = LlamaConfig(vocab_size=args.vocab, hidden_size=args.hidden, intermediate_size=2 * args.hidden,
                       num_hidden_layers=args.layers, num_attention_heads=4, num_key_value_heads=4,
-                      max_position_embeddings=2 * args.span, tie_word_embeddings=False)
+                      max_position_embeddings=2 * args.span, tie_word_embeddings=args.tie_embeddings)
     model = LlamaForCausalLM(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     curve, window = [], []
@@ -62,6 +62,8 @@ def train(kind: str, args) -> list[tuple[int, float]]:
         window.append(loss.item())
         if step % args.every == 0:
             curve.append((step, sum(window) / len(window)))
+            if report is not None:
+                report(*curve[-1])
             window = []
     return curve
 
@@ -78,6 +80,9 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--tie-embeddings", action="store_true",
+                   help="share the input embedding and the output head (LLaMA does not; copying a token then needs "
+                        "no token-by-token identity map from input to output)")
     p.add_argument("--variable-only", action="store_true",
                    help="train only the variable-offset task and print its curve (to find when copying forms: "
                         "≈3,000 steps at the defaults)")
@@ -92,9 +97,10 @@ def main() -> None:
     t0 = time.perf_counter()
     if args.variable_only:
         print(f"h {args.hidden}, {args.layers} layers, alphabet {args.vocab} (uniform loss {math.log(args.vocab):.2f}), "
-              f"batch {args.batch} x {2 * args.span} tokens, lr {args.lr}: variable-offset loss")
-        for step, loss in train("variable", args):
-            print(f"{step - args.every + 1:>5}-{step:<5} {loss:>8.3f}")
+              f"batch {args.batch} x {2 * args.span} tokens, lr {args.lr}, tied embeddings {args.tie_embeddings}: "
+              f"variable-offset loss", flush=True)
+        train("variable", args, report=lambda step, loss: print(f"{step - args.every + 1:>5}-{step:<5} {loss:>8.3f}",
+                                                                 flush=True))
         print(f"measured in {time.perf_counter() - t0:.0f} s")
         return
     fixed, variable = train("fixed", args), train("variable", args)
