@@ -36,7 +36,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .evaluate import parse_prediction
+from .evaluate import parse_gold, parse_prediction
 
 ORIGINS = ("input_only", "input_train", "train_only", "neither")
 #: Bins of :func:`name_token_alignment`, best first.
@@ -227,8 +227,7 @@ def name_token_alignment(records: Iterable[Mapping[str, Any]], tokenizer: Any, p
         to_pieces = lambda ids: [tokenizer.id_to_piece(i) for i in ids]  # noqa: E731
     out = TokenAlignment()
     for record in records:
-        gold = {n for it in parse_prediction(record, str(record.get("output", ""))).items
-                for n in item_names(record["task"], it) if n}
+        gold = {n for it in parse_gold(record) for n in item_names(record["task"], it) if n}
         if not gold:
             continue
         enc = encode_record(tok, prompts, record, options)
