@@ -2,8 +2,10 @@
 """Extraction F1 against SFT training steps: every checkpoint of one `knowlm sft` run scored on
 the same test records, next to the prompted base model (step 0, the baseline).
 
-Prints, per checkpoint: step, train loss there, NER/RE F1, micro F1, unparseable answers, and the
-F1 gain over the base model, all measured in this one run. Usage:
+Prints, per checkpoint: step, train loss there, the teacher-forced loss and top-1 accuracy on the
+answer tokens that spell gold names (``copy_check.name_token_scores``: they show copying start before
+F1 does, the training loss never does), NER/RE F1, micro F1, unparseable answers, and the F1 gain over
+the base model, all measured in this one run. Usage:
 
     python benchmarks/bench_sft_f1_vs_steps.py --workdir runs/course-cpu/workdir \\
         --base pretrain/cpu-tiny/final --run sft/cpu-long [--sentences 48] [--styles iepile]
@@ -18,12 +20,15 @@ from pathlib import Path
 
 
 def score(records, model, tok, prompts, max_new_tokens: int, batch_size: int) -> dict:
+    from knowlm_utils.ie.copy_check import name_token_scores
     from knowlm_utils.ie.evaluate import evaluate_predictions
     from knowlm_utils.ie.predict import predict_records
 
     rows = predict_records(records, model, tok, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
                            progress=False)
-    return evaluate_predictions(records, {r["id"]: r["answer"] for r in rows}).to_dict()
+    report = evaluate_predictions(records, {r["id"]: r["answer"] for r in rows}).to_dict()
+    names = name_token_scores(model, records, tok, prompts)
+    return {**report, "name_nll": names.names("nll"), "name_accuracy": names.names("accuracy")}
 
 
 def main() -> None:
@@ -63,11 +68,11 @@ def main() -> None:
         step = int(c.name.split("-")[1])
         rows.append((step, loss_at.get(step), score(records, load_model(wd / args.base, c), tok, prompts,
                                                     args.max_new_tokens, args.batch_size)))
-    print(f"{'step':>6} {'loss':>6} " + " ".join(f"{t + ' F1':>7}" for t in tasks) +
+    print(f"{'step':>6} {'loss':>6} {'name loss':>9} {'name acc':>8} " + " ".join(f"{t + ' F1':>7}" for t in tasks) +
           f" {'micro F1':>8} {'unparseable':>11} {'F1 gain vs base':>15}")
     for step, loss, rep in rows:
         by = rep["by_task"]
-        print(f"{step:>6} {'' if loss is None else f'{loss:.3f}':>6} " +
+        print(f"{step:>6} {'' if loss is None else f'{loss:.3f}':>6} {rep['name_nll']:>9.2f} {rep['name_accuracy']:>8.2f} " +
               " ".join(f"{by.get(t, {}).get('f1', 0.0):>7.3f}" for t in tasks) +
               f" {rep['micro']['f1']:>8.3f} {rep['unparseable']:>5}/{rep['records']:<5} "
               f"{rep['micro']['f1'] - base['micro']['f1']:>+15.3f}")

@@ -234,18 +234,17 @@ def resolve_params(params: GenerationParams | str | Mapping[str, Any] | None = N
 class Codec:
     """Encode a prompt to ids (BOS included) and decode new ids, for a SentencePiece processor /
     ``.model`` file / tokenizer folder, or a transformers tokenizer. The tokenizer is never changed.
-    ``segmentation``: ``"tokenizer"`` (its own, the default) or ``"copy_aligned"`` for a model trained with it
-    (:mod:`knowlm_utils.sft.segmentation`; a run's ``PromptSet.segmentation`` says which)."""
+    ``segmentation``: ``"tokenizer"`` (its own, the default), ``"copy_aligned"`` or ``"characters"`` for a model
+    trained with it (:mod:`knowlm_utils.sft.segmentation`; a run's ``PromptSet.segmentation`` says which)."""
 
     def __init__(self, tokenizer: Any, segmentation: str | None = None):
-        from .sft.segmentation import CopyAlignedEncoder, check_segmentation
+        from .sft.segmentation import check_segmentation, unit_encoder
 
         if isinstance(tokenizer, Codec):  # a copy; segmentation None keeps the codec's
             self.__dict__.update(tokenizer.__dict__)
             if segmentation is not None and check_segmentation(segmentation) != self.segmentation:
                 self.segmentation = segmentation
-                self.aligned = CopyAlignedEncoder(self.sp if self.sp is not None else self.hf) \
-                    if segmentation == "copy_aligned" else None
+                self.aligned = unit_encoder(self.sp if self.sp is not None else self.hf, segmentation)
             return
         self.segmentation = segmentation = check_segmentation(segmentation or "tokenizer")
         if isinstance(tokenizer, (str, bytes)) or hasattr(tokenizer, "__fspath__") or spm.is_processor(tokenizer):
@@ -264,8 +263,7 @@ class Codec:
             self.bos = tokenizer.bos_token_id
             self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos
             self.special = set(getattr(tokenizer, "all_special_ids", ()) or ())
-        self.aligned = CopyAlignedEncoder(self.sp if self.sp is not None else self.hf) \
-            if segmentation == "copy_aligned" else None
+        self.aligned = unit_encoder(self.sp if self.sp is not None else self.hf, segmentation)
 
     def encode(self, prompt: str) -> list[int]:
         if self.aligned is not None:

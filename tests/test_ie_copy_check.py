@@ -139,3 +139,69 @@ def test_alignment_skips_records_sft_drops(sp):
 
     got = name_token_alignment(ALIGN_RECORDS, sp, options=SFTDataOptions(cutoff_len=8))
     assert got.skipped_records == 2 and got.total() == 0 and got.copy_ceiling == 0.0
+
+
+# ------------------------------------------------------------------ loss on the tokens of gold names ----
+def _char_model(tmp_path):
+    import sentencepiece as spm
+
+    text = tmp_path / "chars.txt"
+    text.write_text("\n".join(r["instruction"] + " " + r["output"] for r in ALIGN_RECORDS) * 3, encoding="utf-8")
+    spm.SentencePieceTrainer.train(input=str(text), model_prefix=str(tmp_path / "char"), model_type="char",
+                                   character_coverage=1.0, byte_fallback=True, minloglevel=2,
+                                   normalization_rule_name="identity", bos_id=1, eos_id=2, unk_id=0, pad_id=-1)
+    return spm.SentencePieceProcessor(model_file=str(tmp_path / "char.model"))
+
+
+class _FixedLM:
+    """Logits 50 on the true next token (``oracle``) or all zeros (uniform over ``vocab``)."""
+
+    def __init__(self, vocab, oracle):
+        import torch
+
+        self.vocab, self.oracle, self.training = vocab, oracle, False
+        self._p = torch.nn.Parameter(torch.zeros(1))
+
+    def parameters(self):
+        return iter([self._p])
+
+    def eval(self):
+        return self
+
+    def train(self, mode=True):
+        return self
+
+    def __call__(self, input_ids):
+        import torch
+
+        b, n = input_ids.shape
+        logits = torch.zeros(b, n, self.vocab)
+        if self.oracle:
+            logits[0, torch.arange(n - 1), input_ids[0, 1:]] = 50.0
+        return type("Out", (), {"logits": logits})()
+
+
+def test_name_token_scores_groups_every_answer_token(tmp_path, sp):
+    import math
+
+    from knowlm_utils.ie.copy_check import name_token_scores
+    from knowlm_utils.sft.data import SFTDataOptions, encode_record
+    from knowlm_utils.sft.prompter import PromptSet
+
+    char = _char_model(tmp_path)
+    opts = SFTDataOptions(cutoff_len=2048)
+    oracle = name_token_scores(_FixedLM(char.get_piece_size(), True), ALIGN_RECORDS, char, options=opts)
+    # one token per character; 巴西 inside 巴西利亚 is not counted twice
+    assert {k: oracle.tokens[k] for k in ("zh/first", "zh/rest", "en/first", "en/rest")} == \
+        {"zh/first": 4, "zh/rest": 12, "en/first": 4, "en/rest": 21}
+    answers = sum(sum(label != -100 for label in encode_record(char, PromptSet(), r, opts).sample["labels"])
+                  for r in ALIGN_RECORDS)  # every answer token, EOS included
+    assert sum(oracle.tokens.values()) == answers and oracle.tokens["format"] == answers - 41
+    assert oracle.names("accuracy") == 1.0 and oracle.accuracy("format") == 1.0 and oracle.names() < 1e-6
+    uniform = name_token_scores(_FixedLM(char.get_piece_size(), False), ALIGN_RECORDS, char, options=opts)
+    assert abs(uniform.mean_nll("zh/rest") - math.log(char.get_piece_size())) < 1e-5
+    d = uniform.to_dict()
+    assert set(d["groups"]) == {"zh/first", "zh/rest", "en/first", "en/rest", "format"} and d["skipped_records"] == 0
+    dropped = name_token_scores(_FixedLM(char.get_piece_size(), True), ALIGN_RECORDS, sp,
+                                options=SFTDataOptions(cutoff_len=8))
+    assert dropped.skipped_records == 2 and math.isnan(dropped.names()) and math.isnan(dropped.mean_nll("format"))

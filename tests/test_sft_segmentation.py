@@ -106,7 +106,7 @@ def test_prompt_set_carries_segmentation(tmp_path):
     (tmp_path / PROMPTS_FILE).write_text(json.dumps(data), encoding="utf-8")
     with pytest.raises(ValueError, match=r"prompt_templates.json: segmentation: 'chars' is not a segmentation"):
         PromptSet.load(tmp_path)
-    assert set(SEGMENTATIONS) == {"tokenizer", "copy_aligned"}
+    assert set(SEGMENTATIONS) == {"tokenizer", "copy_aligned", "characters"}
 
 
 def test_prediction_and_generation_prompt_as_trained(sp, model):
@@ -135,3 +135,21 @@ def test_prediction_and_generation_prompt_as_trained(sp, model):
     gen = Generator(model, sp, PromptSet(segmentation="copy_aligned"))
     assert gen.codec.encode("巴西 Paris") == Codec(sp, "copy_aligned").encode("巴西 Paris")
     assert Codec(gen.codec).segmentation == "copy_aligned" and Codec(gen.codec, "tokenizer").aligned is None
+
+
+def test_characters_segmentation_spells_every_character_alone(sp):
+    from knowlm_utils.sft.data import SFTDataOptions, as_adapter
+    from knowlm_utils.sft.segmentation import unit_encoder
+
+    assert "characters" in SEGMENTATIONS and unit_encoder(sp, "tokenizer") is None
+    assert units(MIXED, "characters") == list(MIXED)
+    enc = unit_encoder(sp, "characters")
+    ids = enc.encode(MIXED)
+    assert sp.decode(ids) == MIXED and len(ids) > len(CopyAlignedEncoder(sp).encode(MIXED))
+    for word in ("Paris", "France", "x_1"):  # a word is its letters' ids, wherever it stands
+        assert enc.encode(word) == [i for ch in word for i in enc.encode(ch)]
+        assert all(len(enc.encode(ch)) >= 1 for ch in word)
+    assert as_adapter(sp, "characters").encode("Paris") == enc.encode("Paris")
+    assert SFTDataOptions(segmentation="characters").segmentation == "characters"
+    with pytest.raises(ValueError, match="not encoded unit by unit"):
+        CopyAlignedEncoder(sp, "tokenizer")

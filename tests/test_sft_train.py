@@ -94,3 +94,23 @@ def test_selection_and_errors(base_model, ie_dir, tmp_path):
     assert [r["task"] for r in ie] == ["EE"] and len(general) == 1
     with pytest.raises(FileNotFoundError, match="no config.json"):
         sft.main(SMOKE, _cfg(tmp_path, ie_dir, tmp_path / "y"))
+
+
+def test_copy_records_take_their_share_of_every_batch(base_model, ie_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    cfg = sft.SFTConfig.load(SMOKE, _cfg(base_model, ie_dir, tmp_path / "c", "copy_ratio=0.25", "copy_group=2"))
+    tok = AutoTokenizer.from_pretrained(str(base_model), local_files_only=True)
+    data = sft.prepare_data(cfg, tok)
+    start, end = data.type_ranges["COPY"]
+    assert end > start and data.stats["records"]["copy"] == end - start
+    assert data.proportions == pytest.approx({"IE": 0.5, "GENERAL": 0.25, "COPY": 0.25})
+    for sample in data.train[start:end]:
+        answer = [t for t, label in zip(sample["input_ids"], sample["labels"]) if label != -100]
+        prompt = tok.decode(sample["input_ids"][:len(sample["input_ids"]) - len(answer)])
+        text = tok.decode(answer[:-1]).strip()
+        assert answer[-1] == tok.eos_token_id and len(text) > 10 and text in prompt  # the answer is the input
+    m = sft.main(SMOKE, _cfg(base_model, ie_dir, tmp_path / "run", "copy_ratio=0.25", "max_steps=2"))
+    assert m["completed"] and m["counts_per_batch"] == {"IE": 2, "GENERAL": 1, "COPY": 1}
+    with pytest.raises(ValueError, match=r"general_ratio \+ copy_ratio must be < 1"):
+        sft.SFTConfig.load(SMOKE, _cfg(base_model, ie_dir, tmp_path / "d", "copy_ratio=0.75"))

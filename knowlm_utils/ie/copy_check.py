@@ -26,6 +26,12 @@ the two places: an English word inside a sentence is the piece ``▁Paris`` but 
 JSON answer it is ``Paris``, and a Chinese name can be merged with its neighbours in the sentence
 (``阿根廷的`` → ``阿根`` ``廷的``) while standing alone in the answer. Each gold name is sorted into
 ``TOKEN_ALIGNMENT`` bins; the share of ``same_ids`` is the ceiling of a model that only copies.
+
+:func:`name_token_scores` shows *when* copying starts, long before F1 moves: the teacher-forced loss
+and top-1 accuracy of the answer tokens that spell gold names (a name's first token and the rest,
+per language) next to those of all other answer tokens (JSON keys, brackets, EOS). The SFT loss is
+mostly the latter — they are learnt within a few hundred steps — so a falling training loss says
+nothing about the names; a model that copies predicts name tokens almost as well as format tokens.
 """
 
 from __future__ import annotations
@@ -249,5 +255,106 @@ def name_token_alignment(records: Iterable[Mapping[str, Any]], tokenizer: Any, p
     return out
 
 
-__all__ = ["induction_score", "ORIGINS", "NameOrigins", "name_origins", "record_text", "item_names",
+@dataclass
+class NameTokenScores:
+    """Summed teacher-forced loss, token count and top-1 hits per group: ``"<lang>/first"`` (a gold
+    name's first answer token), ``"<lang>/rest"`` (its other tokens) and ``"format"`` (every other
+    answer token, EOS included)."""
+
+    nll: Counter = field(default_factory=Counter)
+    tokens: Counter = field(default_factory=Counter)
+    correct: Counter = field(default_factory=Counter)
+    skipped_records: int = 0  # dropped by the SFT tokenisation (too long): not measured
+
+    def mean_nll(self, group: str) -> float:
+        """Mean loss (nats/token) of ``group``; NaN when it has no tokens."""
+        return self.nll[group] / self.tokens[group] if self.tokens[group] else float("nan")
+
+    def accuracy(self, group: str) -> float:
+        """Share of ``group``'s tokens that are the model's top-1 prediction; NaN when none."""
+        return self.correct[group] / self.tokens[group] if self.tokens[group] else float("nan")
+
+    def names(self, what: str = "nll") -> float:
+        """Over all name tokens (every language, first and rest): mean loss (``"nll"``) or accuracy."""
+        keys = [k for k in self.tokens if k != "format"]
+        n = sum(self.tokens[k] for k in keys)
+        if not n:
+            return float("nan")
+        return sum((self.nll if what == "nll" else self.correct)[k] for k in keys) / n
+
+    def to_dict(self) -> dict[str, Any]:
+        groups = {k: {"tokens": int(self.tokens[k]), "nll": self.mean_nll(k), "accuracy": self.accuracy(k)}
+                  for k in sorted(self.tokens)}
+        return {"name_nll": self.names("nll"), "name_accuracy": self.names("accuracy"),
+                "format_nll": self.mean_nll("format"), "groups": groups, "skipped_records": self.skipped_records}
+
+
+def _name_byte_spans(text: bytes, names: Iterable[str]) -> list[tuple[int, int]]:
+    """Byte spans of every occurrence of every name in ``text`` (longest names first, no overlaps)."""
+    spans: list[tuple[int, int]] = []
+    for name in sorted(set(names), key=lambda n: -len(n.encode("utf-8"))):
+        b, start = name.encode("utf-8"), 0
+        while b and (j := text.find(b, start)) >= 0:
+            if not any(x < j + len(b) and j < y for x, y in spans):
+                spans.append((j, j + len(b)))
+            start = j + 1
+    return spans
+
+
+def name_token_scores(model: Any, records: Iterable[Mapping[str, Any]], tokenizer: Any, prompts: Any = None,
+                      options: Any = None) -> NameTokenScores:
+    """Teacher-forced loss and top-1 accuracy of ``model`` on the answer tokens of ``records``,
+    grouped as :class:`NameTokenScores` describes. Samples are encoded exactly as SFT encodes them
+    (``prompts``/``options`` as in :func:`name_token_alignment`); a token belongs to a name when the
+    byte where it starts lies inside an occurrence of a gold name in the answer (a token that starts
+    a name is its ``first``)."""
+    import torch
+
+    from ..sft.data import SFTDataOptions, as_adapter, encode_record
+    from ..sft.prompter import PromptSet
+
+    prompts = prompts if prompts is not None else PromptSet()
+    options = options if options is not None else SFTDataOptions(segmentation=prompts.segmentation)
+    tok = as_adapter(tokenizer, options.segmentation)
+    if tok.kind == "hf":
+        to_pieces = tokenizer.convert_ids_to_tokens
+    else:
+        to_pieces = lambda ids: [tokenizer.id_to_piece(i) for i in ids]  # noqa: E731
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = NameTokenScores()
+    for record in records:
+        enc = encode_record(tok, prompts, record, options)
+        if enc.sample is None:
+            out.skipped_records += 1
+            continue
+        ids, labels = enc.sample["input_ids"], enc.sample["labels"]
+        k = next((i for i, label in enumerate(labels) if label != -100), len(ids))
+        if k == 0 or k == len(ids):
+            continue
+        raw = [_piece_bytes(p).replace("\u2581".encode(), b" ") for p in to_pieces(ids[k:])]
+        answer = b"".join(raw)
+        shift = max(answer.find(str(record.get("output", "")).encode("utf-8")), 0)  # a leading space piece
+        gold = [n for it in parse_gold(record) for n in item_names(record["task"], it) if n]
+        spans = [(x + shift, y + shift) for x, y in _name_byte_spans(answer[shift:], gold)]
+        lang, groups, pos = record.get("lang", "?"), [], 0
+        for piece in raw:
+            hit = next(((x, y) for x, y in spans if x <= pos < y), None)
+            groups.append("format" if hit is None else f"{lang}/{'first' if pos == hit[0] else 'rest'}")
+            pos += len(piece)
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([ids], device=device)).logits[0, k - 1:-1].float()
+        target = torch.tensor(ids[k:], device=device)
+        nll = -torch.log_softmax(logits, -1).gather(1, target[:, None])[:, 0]
+        hits = logits.argmax(-1) == target
+        for group, v, h in zip(groups, nll.tolist(), hits.tolist()):
+            out.nll[group] += v
+            out.tokens[group] += 1
+            out.correct[group] += int(h)
+    model.train(was_training)
+    return out
+
+
+__all__ = ["induction_score", "NameTokenScores", "name_token_scores", "ORIGINS", "NameOrigins", "name_origins", "record_text", "item_names",
            "TOKEN_ALIGNMENT", "TokenAlignment", "name_token_alignment"]

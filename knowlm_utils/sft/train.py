@@ -7,7 +7,9 @@ run as a plain process or under ``deepspeed``/``torchrun`` like pretraining (the
 * records (``<data_dir>/{train,valid}.jsonl``) → prompts (:mod:`.prompter`) → token ids with the
   prompt masked and the answer always ending in EOS (:mod:`.data`);
 * every micro batch drawn from the record groups in fixed proportions — IE vs general by
-  ``general_ratio`` (KnowLM mixed IE, general, CoT and code instructions) — by the same exactly
+  ``general_ratio`` (KnowLM mixed IE, general, CoT and code instructions), and copy records by
+  ``copy_ratio`` (:mod:`.copy_task`: the model writes its input back, so every answer token is a
+  copy target) — by the same exactly
   resumable sampler as pretraining (:class:`~knowlm_utils.train.sampling.ProportionalBatchSampler`);
 * held-out loss on the answer tokens per task (:class:`~knowlm_utils.train.evaluation.TypedEvaluator`);
 * PEFT LoRA (KnowLM: r 16, α 32, dropout 0.05 on q/k/v/o/gate/up/down); when the tokenizer is
@@ -30,7 +32,7 @@ from ..fileio import write_json_atomic
 from ..train.config import LoraSection, TrainingArgs
 from .data import SFTDataOptions
 
-GROUPS = ("IE", "GENERAL")
+GROUPS = ("IE", "GENERAL", "COPY")
 
 
 @dataclass
@@ -60,9 +62,20 @@ class SFTConfig(StageConfig, TrainingArgs):
                                      "are replaced (answer and input) by new names built from the answers' "
                                      "characters/syllables, so the model learns to copy names instead of "
                                      "memorising them (knowlm_utils.sft.names); 0: off")
+    copy_ratio: float = field(0.0, ge=0, lt=1, help="share of every micro batch taken from copy records (the IE "
+                              "train sentences, name-substituted, to be written back verbatim: every answer "
+                              "token is a copy target; knowlm_utils.sft.copy_task); 0: off")
+    copy_group: int = field(4, ge=1, help="sentences joined into one copy record")
     full_embeddings: str = field("auto", choices=("auto", "always", "never"),
                                  help="train embed_tokens/lm_head in full: auto = when the tokenizer is larger "
                                       "than the model's vocabulary (extended vocabulary)")
+
+
+    def validate(self) -> None:
+        super().validate()
+        if self.general_ratio + self.copy_ratio >= 1:
+            raise ValueError(f"general_ratio + copy_ratio must be < 1 (IE records need a share), got "
+                             f"{self.general_ratio} + {self.copy_ratio}")
 
 
 def load_sft_config(path: str | os.PathLike, overrides: Overrides = None) -> SFTConfig:
@@ -164,16 +177,26 @@ def prepare_data(config: SFTConfig, tokenizer) -> _Data:
     if config.name_substitution:
         _print(f"names: {substituted.substituted} of {len(ie)} IE records got new entity names "
                f"({substituted.names} names; left as they were: {dict(substituted.skipped) or 'none'})")
-    st_ie, st_gen, st_eval = TokenizeStats(), TokenizeStats(), TokenizeStats()
+    st_ie, st_gen, st_copy, st_eval = TokenizeStats(), TokenizeStats(), TokenizeStats(), TokenizeStats()
     train = _tokenized(ie, tokenizer, config.data, st_ie)
-    n_ie = len(train)
-    if config.general_ratio > 0 and general:
-        train += _tokenized(general, tokenizer, config.data, st_gen)
-    ranges = {"IE": (0, n_ie)}
+    ranges = {"IE": (0, len(train))}
     proportions = {"IE": 1.0}
-    if len(train) > n_ie:
-        ranges["GENERAL"] = (n_ie, len(train))
-        proportions = {"IE": 1.0 - config.general_ratio, "GENERAL": config.general_ratio}
+    extra = {"GENERAL": (config.general_ratio, general, st_gen)}
+    if config.copy_ratio > 0:
+        from .copy_task import copy_records
+
+        copies = copy_records(ie, config.copy_group)
+        _print(f"copy records: {len(copies)} ({config.copy_group} train sentences each), {config.copy_ratio:.0%} "
+               "of every micro batch")
+        extra["COPY"] = (config.copy_ratio, copies, st_copy)
+    for group, (ratio, rows, st) in extra.items():
+        start = len(train)
+        if ratio > 0 and rows:
+            train += _tokenized(rows, tokenizer, config.data, st)
+        if len(train) > start:
+            ranges[group] = (start, len(train))
+            proportions[group] = ratio
+            proportions["IE"] -= ratio
     evals, eval_ranges = [], {}
     valid = data_dir / "valid.jsonl"
     if valid.is_file():
@@ -182,8 +205,9 @@ def prepare_data(config: SFTConfig, tokenizer) -> _Data:
             evals += _tokenized(rows, tokenizer, config.data, st_eval)
             if len(evals) > start:
                 eval_ranges[task] = (start, len(evals))
-    stats = {"train_ie": st_ie.to_dict(), "train_general": st_gen.to_dict(), "eval": st_eval.to_dict(),
-             "records": {"ie": len(ie), "general": len(general)}, "name_substitution": substituted.to_dict()}
+    stats = {"train_ie": st_ie.to_dict(), "train_general": st_gen.to_dict(), "train_copy": st_copy.to_dict(),
+             "eval": st_eval.to_dict(), "records": {"ie": len(ie), "general": len(general),
+                                                    "copy": ranges.get("COPY", (0, 0))[1] - ranges.get("COPY", (0, 0))[0]}, "name_substitution": substituted.to_dict()}
     return _Data(train, ranges, proportions, evals, eval_ranges, stats)
 
 
