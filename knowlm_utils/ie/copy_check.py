@@ -208,6 +208,33 @@ class TokenAlignment:
                 "skipped_records": self.skipped_records, "examples": self.examples}
 
 
+def _sft_encoding(tokenizer: Any, prompts: Any, options: Any):
+    """(prompts, options, adapter, ids → pieces) for encoding records exactly as SFT does: the
+    default templates and options (with the prompts' segmentation) where None is given."""
+    from ..sft.data import SFTDataOptions, as_adapter
+    from ..sft.prompter import PromptSet
+
+    prompts = prompts if prompts is not None else PromptSet()
+    options = options if options is not None else SFTDataOptions(segmentation=prompts.segmentation)
+    tok = as_adapter(tokenizer, options.segmentation)
+    if tok.kind == "hf":
+        to_pieces = tokenizer.convert_ids_to_tokens
+    else:
+        to_pieces = lambda ids: [tokenizer.id_to_piece(i) for i in ids]  # noqa: E731
+    return prompts, options, tok, to_pieces
+
+
+def _encoded(tok: Any, prompts: Any, record: Mapping[str, Any], options: Any) -> tuple[list[int] | None, int]:
+    """(sample ids, index of the first answer token) as SFT encodes ``record``; (None, 0) when SFT drops it."""
+    from ..sft.data import encode_record
+
+    enc = encode_record(tok, prompts, record, options)
+    if enc.sample is None:
+        return None, 0
+    ids, labels = enc.sample["input_ids"], enc.sample["labels"]
+    return ids, next((i for i, label in enumerate(labels) if label != -100), len(ids))
+
+
 def name_token_alignment(records: Iterable[Mapping[str, Any]], tokenizer: Any, prompts: Any = None,
                          options: Any = None, max_examples: int = 3, max_name_tokens: int = 24) -> TokenAlignment:
     """Sort every gold name of ``records`` by how the SFT tokenisation writes it in the answer
@@ -221,27 +248,16 @@ def name_token_alignment(records: Iterable[Mapping[str, Any]], tokenizer: Any, p
     segmentation). Samples are encoded exactly as SFT
     encodes them (:func:`~knowlm_utils.sft.data.encode_record`); records it drops are counted in
     ``skipped_records``. Each distinct gold name counts once per record."""
-    from ..sft.data import SFTDataOptions, as_adapter, encode_record
-    from ..sft.prompter import PromptSet
-
-    prompts = prompts if prompts is not None else PromptSet()
-    options = options if options is not None else SFTDataOptions(segmentation=prompts.segmentation)
-    tok = as_adapter(tokenizer, options.segmentation)
-    if tok.kind == "hf":
-        to_pieces = tokenizer.convert_ids_to_tokens
-    else:
-        to_pieces = lambda ids: [tokenizer.id_to_piece(i) for i in ids]  # noqa: E731
+    prompts, options, tok, to_pieces = _sft_encoding(tokenizer, prompts, options)
     out = TokenAlignment()
     for record in records:
         gold = {n for it in parse_gold(record) for n in item_names(record["task"], it) if n}
         if not gold:
             continue
-        enc = encode_record(tok, prompts, record, options)
-        if enc.sample is None:
+        ids, k = _encoded(tok, prompts, record, options)
+        if ids is None:
             out.skipped_records += 1
             continue
-        ids, labels = enc.sample["input_ids"], enc.sample["labels"]
-        k = next((i for i, label in enumerate(labels) if label != -100), len(ids))
         prompt_ids, answer_ids = ids[:k], ids[k:]
         in_prompt = _spans(prompt_ids, to_pieces(prompt_ids), max_name_tokens)
         in_answer = _spans(answer_ids, to_pieces(answer_ids), max_name_tokens)
@@ -310,27 +326,16 @@ def name_token_scores(model: Any, records: Iterable[Mapping[str, Any]], tokenize
     a name is its ``first``)."""
     import torch
 
-    from ..sft.data import SFTDataOptions, as_adapter, encode_record
-    from ..sft.prompter import PromptSet
-
-    prompts = prompts if prompts is not None else PromptSet()
-    options = options if options is not None else SFTDataOptions(segmentation=prompts.segmentation)
-    tok = as_adapter(tokenizer, options.segmentation)
-    if tok.kind == "hf":
-        to_pieces = tokenizer.convert_ids_to_tokens
-    else:
-        to_pieces = lambda ids: [tokenizer.id_to_piece(i) for i in ids]  # noqa: E731
+    prompts, options, tok, to_pieces = _sft_encoding(tokenizer, prompts, options)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     out = NameTokenScores()
     for record in records:
-        enc = encode_record(tok, prompts, record, options)
-        if enc.sample is None:
+        ids, k = _encoded(tok, prompts, record, options)
+        if ids is None:
             out.skipped_records += 1
             continue
-        ids, labels = enc.sample["input_ids"], enc.sample["labels"]
-        k = next((i for i, label in enumerate(labels) if label != -100), len(ids))
         if k == 0 or k == len(ids):
             continue
         raw = [_piece_bytes(p).replace("\u2581".encode(), b" ") for p in to_pieces(ids[k:])]
