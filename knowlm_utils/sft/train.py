@@ -70,7 +70,6 @@ class SFTConfig(StageConfig, TrainingArgs):
                                  help="train embed_tokens/lm_head in full: auto = when the tokenizer is larger "
                                       "than the model's vocabulary (extended vocabulary)")
 
-
     def validate(self) -> None:
         super().validate()
         if self.general_ratio + self.copy_ratio >= 1:
