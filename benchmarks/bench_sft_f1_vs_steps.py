@@ -8,7 +8,7 @@ F1 does, the training loss never does), NER/RE F1, micro F1, unparseable answers
 the base model, all measured in this one run. Usage:
 
     python benchmarks/bench_sft_f1_vs_steps.py --workdir runs/course-cpu/workdir \\
-        --base pretrain/cpu-tiny/final --run sft/cpu-long [--sentences 48] [--styles iepile]
+        --base pretrain/cpu-tiny/final --run sft/cpu-long [--sentences 48] [--styles iepile] [--steps 4000,7000]
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ def main() -> None:
     p.add_argument("--sentences", type=int, default=48, help="test sentences (an IEPile sentence has several records)")
     p.add_argument("--max-new-tokens", type=int, default=96)
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--steps", default="", help="comma-separated checkpoint steps to score (default: every checkpoint)")
     args = p.parse_args()
 
     from transformers import AutoTokenizer
@@ -59,6 +60,12 @@ def main() -> None:
     hist = json.loads((wd / args.run / "log_history.json").read_text("utf-8"))
     loss_at = {h["step"]: h["loss"] for h in hist if "loss" in h}
     ckpts = sorted((wd / args.run).glob("checkpoint-*"), key=lambda c: int(c.name.split("-")[1]))
+    if args.steps:
+        wanted = {int(s) for s in args.steps.split(",")}
+        missing = wanted - {int(c.name.split("-")[1]) for c in ckpts}
+        if missing:
+            raise SystemExit(f"--steps: no checkpoint-N in {wd / args.run} for step(s) {sorted(missing)}")
+        ckpts = [c for c in ckpts if int(c.name.split("-")[1]) in wanted]
     print(f"{len(records)} records ({args.sentences} sentences max), tasks {tasks}, styles {sorted(styles)}; "
           f"{len(ckpts)} checkpoints of {wd / args.run}")
     t0 = time.perf_counter()
@@ -76,6 +83,9 @@ def main() -> None:
               " ".join(f"{by.get(t, {}).get('f1', 0.0):>7.3f}" for t in tasks) +
               f" {rep['micro']['f1']:>8.3f} {rep['unparseable']:>5}/{rep['records']:<5} "
               f"{rep['micro']['f1'] - base['micro']['f1']:>+15.3f}")
+    print("F1 per task and language:")
+    for step, _, rep in rows:
+        print(f"{step:>6} " + "  ".join(f"{k} {v['f1']:.3f}" for k, v in sorted(rep["by_task_lang"].items())))
     print(f"measured in {time.perf_counter() - t0:.0f} s")
 
 

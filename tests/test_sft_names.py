@@ -49,6 +49,10 @@ def test_pool_learns_suffixes_and_pieces(pool):
     new = pool.fake("Yellow River", rng)
     assert new.endswith(" River") and new.split()[0] != "Yellow" and new[0].isupper()
     assert pool.fake("1990年", rng) is None and pool.fake("2021", rng) is None
+    # a new word begins with a syllable that begins a real word: never with a word-internal cluster
+    assert "ngzhou" in pool.en_syllables and "ngzhou" not in pool.en_onsets
+    firsts = {pool.fake(n, rng).split()[0].lower() for n in ("Hangzhou", "Nanjing", "Wuhan") for _ in range(60)}
+    assert all(any(w.startswith(o) for o in pool.en_onsets) for w in firsts) and len(firsts) > 30
 
 
 def test_iepile_ner_record_changes_answer_and_input_together(pool):

@@ -82,6 +82,13 @@ def test_resume_continues_the_same_run(base_model, ie_dir, tmp_path):
     losses = lambda out: [h["loss"] for h in json.loads((out / "log_history.json").read_text()) if "loss" in h]
     assert losses(tmp_path / "split")[-1] == pytest.approx(losses(tmp_path / "whole")[-1], rel=1e-4)
     assert whole["completed"]
+    # a finished run extended: resume its last checkpoint with a larger max_steps (cpu-long's second leg)
+    longer = sft.main(SMOKE, _cfg(base_model, ie_dir, tmp_path / "whole", "resume_from=latest", "max_steps=10",
+                                  "lr_scheduler=cosine", "warmup_steps=0"))
+    assert longer["completed"] and longer["global_step"] == 10 and Path(longer["resumed_from"]).name == "checkpoint-6"
+    lrs = {h["step"]: h["learning_rate"] for h in json.loads((tmp_path / "whole" / "log_history.json").read_text())
+           if "learning_rate" in h}
+    assert lrs[8] > lrs[6] and lrs[10] < lrs[8]  # a new cosine over 10 steps from step 6, not the old one's end
 
 
 def test_selection_and_errors(base_model, ie_dir, tmp_path):

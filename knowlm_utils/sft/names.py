@@ -65,6 +65,10 @@ class NamePool:
     en_syllables: list[str]
     en_keep: set[str]
     min_suffix_names: int = 3
+    #: syllables that begin a word: a new word starts with one, so new names begin the way names do
+    #: (``Hangzhou`` splits into ha·ngzhou; a word drawn from all syllables began with ``Ng`` 6 % of the
+    #: time, and 19 % of the renamed English names began with ``N`` against 5 % of the real ones)
+    en_onsets: list[str] = field(default_factory=list)
 
     @classmethod
     def from_names(cls, names: Iterable[str], min_suffix_names: int = 3) -> "NamePool":
@@ -80,13 +84,16 @@ class NamePool:
         chars = sorted({ch for n in zh for ch in n if _CJK.match(ch)})
         word_names: Counter[str] = Counter()
         syll: set[str] = set()
+        onsets: set[str] = set()
         for n in en:
             words = set(_LATIN_WORD.findall(n))
             word_names.update(words)
             for w in words:
-                syll.update(s for s in _syllables(w) if s)
+                pieces = [s for s in _syllables(w) if s]
+                syll.update(pieces)
+                onsets.update(pieces[:1])
         en_keep = {w for w, c in word_names.items() if c >= min_suffix_names}
-        return cls(chars, zh_suffixes, sorted(syll), en_keep, min_suffix_names)
+        return cls(chars, zh_suffixes, sorted(syll), en_keep, min_suffix_names, sorted(onsets))
 
     def usable(self) -> bool:
         return len(self.zh_chars) >= 20 or len(self.en_syllables) >= 20
@@ -102,7 +109,8 @@ class NamePool:
 
     def _en_word(self, word: str, rng: random.Random) -> str:
         n = max(1, min(4, len(_syllables(word)) or 1))
-        new = "".join(rng.choice(self.en_syllables) for _ in range(n))
+        new = rng.choice(self.en_onsets or self.en_syllables) + "".join(
+            rng.choice(self.en_syllables) for _ in range(n - 1))
         if word[:1].isupper():
             new = new[:1].upper() + new[1:]
         if word.isupper() and len(word) > 1:

@@ -32,8 +32,6 @@ from ..fileio import write_json_atomic
 from ..train.config import LoraSection, TrainingArgs
 from .data import SFTDataOptions
 
-GROUPS = ("IE", "GENERAL", "COPY")
-
 
 @dataclass
 class SFTConfig(StageConfig, TrainingArgs):
