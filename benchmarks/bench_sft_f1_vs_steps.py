@@ -39,7 +39,7 @@ def main() -> None:
     p.add_argument("--data", default="ie/test.jsonl", help="records, relative to the workdir")
     p.add_argument("--styles", default="iepile")
     p.add_argument("--tasks", default="NER,RE")
-    p.add_argument("--sentences", type=int, default=48, help="test sentences (an IEPile sentence has several records)")
+    p.add_argument("--sentences", type=int, default=48, help="test sentences, half zh and half en (an IEPile sentence has several records)")
     p.add_argument("--max-new-tokens", type=int, default=96)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--steps", default="", help="comma-separated checkpoint steps to score (default: every checkpoint)")
@@ -48,13 +48,13 @@ def main() -> None:
     from transformers import AutoTokenizer
 
     from knowlm_utils.course import quiet_libraries
-    from knowlm_utils.ie.eval_cli import limit_records, load_model, load_prompter, read_records
+    from knowlm_utils.ie.eval_cli import limit_per_language, load_model, load_prompter, read_records
 
     quiet_libraries()
     wd = Path(args.workdir).resolve()
     tasks, styles = tuple(args.tasks.split(",")), set(args.styles.split(","))
-    records = limit_records([r for r in read_records(wd / args.data, tasks) if r["style"] in styles],
-                            args.sentences * 4)
+    records = limit_per_language([r for r in read_records(wd / args.data, tasks) if r["style"] in styles],
+                                 args.sentences * 2)  # zh and en alike (the split lists one, then the other)
     tok = AutoTokenizer.from_pretrained(str(wd / args.base), local_files_only=True)
     prompts = load_prompter(wd / args.run)  # the templates the run was trained with
     hist = json.loads((wd / args.run / "log_history.json").read_text("utf-8"))

@@ -230,3 +230,11 @@ def test_max_records_keeps_iepile_sentences_whole():
     assert ids[0] == ["g0", "a"]  # GENERAL records before the last IE record taken come along (skipped, counted)
     assert ids[1] == ids[2] == ["g0", "a", "g1", "x:NER:iepile:iepile:0", "x:NER:iepile:iepile:1"]
     assert ids[3] == [r["id"] for r in rows]
+
+
+def test_limit_per_language_samples_each_language():
+    rows = [{"id": f"{lang}{i}", "task": "NER", "style": "text", "lang": lang} for lang in ("zh", "en", "fr")
+            for i in range(5)]
+    got = [r["id"] for r in eval_cli.limit_per_language(rows, 2)]
+    assert got == ["zh0", "zh1", "en0", "en1"]  # the first rows would all be Chinese; "fr" is not asked for
+    assert [r["id"] for r in eval_cli.limit_per_language(rows, None, ("en",))] == [f"en{i}" for i in range(5)]

@@ -68,6 +68,13 @@ def limit_records(records: list[dict[str, Any]], max_records: int | None) -> lis
     return [r for n, r in enumerate(records) if (n < last if r.get("task") == "GENERAL" else r["id"] in keep)]
 
 
+def limit_per_language(records: list[dict[str, Any]], max_records: int | None,
+                       langs: tuple[str, ...] = ("zh", "en")) -> list[dict[str, Any]]:
+    """:func:`limit_records` applied to each language of ``langs`` in turn (``max_records`` each), so
+    a sample of a split written one language after the other holds both; other languages are left out."""
+    return [r for lang in langs for r in limit_records([t for t in records if t.get("lang") == lang], max_records)]
+
+
 def _tasks(text: str) -> tuple[str, ...]:
     tasks = tuple(t.strip().upper() for t in text.split(",") if t.strip())
     bad = [t for t in tasks if t not in TASKS]
@@ -162,4 +169,4 @@ def add_cli(subparsers) -> None:
     e.set_defaults(func=_cli_ie)
 
 
-__all__ = ["add_cli", "load_prompter", "load_model", "load_tokenizer", "read_records", "limit_records", "run"]
+__all__ = ["add_cli", "load_prompter", "load_model", "load_tokenizer", "read_records", "limit_records", "limit_per_language", "run"]
