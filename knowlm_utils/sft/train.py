@@ -293,6 +293,7 @@ def main(config: SFTConfig | str | os.PathLike, overrides: Overrides = None) -> 
     _print(f"data: {len(data.train)} train samples {data.type_ranges}, proportions {sampler.counts_per_batch} per "
            f"micro batch; {len(data.eval)} eval samples {sorted(data.eval_ranges)}")
     train_out = trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
+    eval_seconds_in_loop = evaluator.seconds  # the final evaluation below is not part of train_runtime
     final_eval, final = {}, None
     if trainer.state.global_step >= config.max_steps:
         if data.eval:
@@ -311,7 +312,7 @@ def main(config: SFTConfig | str | os.PathLike, overrides: Overrides = None) -> 
     runtime = float(train_out.metrics.get("train_runtime", float("nan")))
     tokens = int(trainer.state.num_input_tokens_seen)
     session = tokens - int(getattr(trainer, "_initial_num_input_tokens_seen", 0) or 0)
-    spent = runtime - evaluator.seconds
+    spent = runtime - eval_seconds_in_loop
     metrics: dict[str, Any] = {
         "final_dir": str(final) if final else None, "output_dir": str(output_dir), "completed": final is not None,
         "global_step": int(trainer.state.global_step), "max_steps": config.max_steps,
