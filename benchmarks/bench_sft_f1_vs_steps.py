@@ -69,20 +69,23 @@ def main() -> None:
     print(f"{len(records)} records ({args.sentences} sentences max), tasks {tasks}, styles {sorted(styles)}; "
           f"{len(ckpts)} checkpoints of {wd / args.run}")
     t0 = time.perf_counter()
-    base = score(records, load_model(wd / args.base), tok, prompts, args.max_new_tokens, args.batch_size)
-    rows = [(0, None, base)]
-    for c in ckpts:
-        step = int(c.name.split("-")[1])
-        rows.append((step, loss_at.get(step), score(records, load_model(wd / args.base, c), tok, prompts,
-                                                    args.max_new_tokens, args.batch_size)))
     print(f"{'step':>6} {'loss':>6} {'name loss':>9} {'name acc':>8} " + " ".join(f"{t + ' F1':>7}" for t in tasks) +
-          f" {'micro F1':>8} {'unparseable':>11} {'F1 gain vs base':>15}")
-    for step, loss, rep in rows:
-        by = rep["by_task"]
+          f" {'micro F1':>8} {'unparseable':>11} {'F1 gain vs base':>15}", flush=True)
+    rows: list = []
+
+    def show(step: int, loss, rep: dict) -> None:  # one row as soon as it is measured (long runs)
+        rows.append((step, loss, rep))
+        by, base_f1 = rep["by_task"], rows[0][2]["micro"]["f1"]
         print(f"{step:>6} {'' if loss is None else f'{loss:.3f}':>6} {rep['name_nll']:>9.2f} {rep['name_accuracy']:>8.2f} " +
               " ".join(f"{by.get(t, {}).get('f1', 0.0):>7.3f}" for t in tasks) +
               f" {rep['micro']['f1']:>8.3f} {rep['unparseable']:>5}/{rep['records']:<5} "
-              f"{rep['micro']['f1'] - base['micro']['f1']:>+15.3f}")
+              f"{rep['micro']['f1'] - base_f1:>+15.3f}", flush=True)
+
+    show(0, None, score(records, load_model(wd / args.base), tok, prompts, args.max_new_tokens, args.batch_size))
+    for c in ckpts:
+        step = int(c.name.split("-")[1])
+        show(step, loss_at.get(step), score(records, load_model(wd / args.base, c), tok, prompts,
+                                            args.max_new_tokens, args.batch_size))
     print("F1 per task and language:")
     for step, _, rep in rows:
         print(f"{step:>6} " + "  ".join(f"{k} {v['f1']:.3f}" for k, v in sorted(rep["by_task_lang"].items())))

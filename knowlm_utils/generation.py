@@ -688,14 +688,19 @@ def load_tokenizer(path: str | os.PathLike) -> Any:
 
 
 def quiet_loading() -> None:
-    """No progress bar for loading weights and no notice about an optional bitsandbytes kernel
-    package: a command's output is what it prints (and an error stays one line)."""
+    """No progress bar for loading weights, no notice about an optional bitsandbytes kernel
+    package, and none of transformers' or PEFT's deprecation and generation-length notices
+    (RoPE models generate past ``max_position_embeddings``): a command's output is what it prints
+    (and an error stays one line)."""
     import logging
+    import warnings
 
     import transformers
 
     transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft)\b.*")
 
 
 class Generator:

@@ -238,3 +238,40 @@ def test_limit_per_language_samples_each_language():
     got = [r["id"] for r in eval_cli.limit_per_language(rows, 2)]
     assert got == ["zh0", "zh1", "en0", "en1"]  # the first rows would all be Chinese; "fr" is not asked for
     assert [r["id"] for r in eval_cli.limit_per_language(rows, None, ("en",))] == [f"en{i}" for i in range(5)]
+
+
+def test_cli_eval_ie_output_holds_no_library_notices(model_dir, tmp_path, capsys, eval_command):
+    """A RoPE model generates past max_position_embeddings and PEFT loads through deprecated
+    transformers calls: neither transformers' generation-length notice nor a FutureWarning reaches
+    the command's output (quiet_loading)."""
+    import logging
+    import warnings
+
+    from peft import LoraConfig, get_peft_model
+
+    short = tmp_path / "short"
+    shutil.copytree(model_dir, short)
+    config = json.loads((short / "config.json").read_text("utf-8"))
+    (short / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 8}), encoding="utf-8")
+    get_peft_model(tiny_llama(model_dir, seed=0), LoraConfig(r=4, target_modules=["q_proj"])).save_pretrained(
+        tmp_path / "adapter")
+    data = tmp_path / "test.jsonl"
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in RECORDS), encoding="utf-8")
+    notices: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = notices.append
+    logger = logging.getLogger("transformers")
+    level = logger.level
+    logger.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            rc, _, err = run_cli(capsys, "eval", "ie", "--model", short, "--adapter", tmp_path / "adapter", "--data",
+                                 data, "--out", tmp_path / "r.json", "--max-new-tokens", "4", "--no-progress",
+                                 "--device", "cpu")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert rc == 0, err
+    assert not [r.getMessage() for r in notices]
+    assert not [str(w.message) for w in caught if issubclass(w.category, FutureWarning)]

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..fileio import write_json_atomic, write_jsonl_atomic
-from ..generation import load_model, load_tokenizer  # shared with knowlm generate/serve
+from ..generation import load_model, load_tokenizer, quiet_loading  # shared with knowlm generate/serve
 from .annotation import TASKS
 from .predict import DECODING, PromptBuilder, predict_records
 
@@ -98,6 +98,7 @@ def run(args) -> dict[str, Any]:
         raise ValueError(f"--data {args.data}: no {'/'.join(tasks)} records to evaluate")
     prompter = load_prompter(args.adapter, args.model, templates=args.templates)
     t0 = time.perf_counter()
+    quiet_loading()
     model = load_model(args.model, args.adapter, args.dtype, args.device)
     tokenizer = load_tokenizer(args.tokenizer or args.model)
     rows = predict_records(ie, model, tokenizer, prompter, max_new_tokens=args.max_new_tokens,
