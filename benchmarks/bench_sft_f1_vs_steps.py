@@ -48,13 +48,14 @@ def main() -> None:
     from transformers import AutoTokenizer
 
     from knowlm_utils.course import quiet_libraries
-    from knowlm_utils.ie.eval_cli import limit_per_language, load_model, load_prompter, read_records
+    from knowlm_utils.ie.eval_cli import load_model, load_prompter, read_records, select_records
 
     quiet_libraries()
     wd = Path(args.workdir).resolve()
-    tasks, styles = tuple(args.tasks.split(",")), set(args.styles.split(","))
-    records = limit_per_language([r for r in read_records(wd / args.data, tasks) if r["style"] in styles],
-                                 args.sentences * 2)  # zh and en alike (the split lists one, then the other)
+    tasks, styles = tuple(args.tasks.split(",")), tuple(args.styles.split(","))
+    # each language alike (the split lists one, then the other); GENERAL records are not scored
+    records = [r for r in select_records(read_records(wd / args.data, tasks), styles, args.sentences * 2,
+                                         per_language=True) if r["task"] != "GENERAL"]
     tok = AutoTokenizer.from_pretrained(str(wd / args.base), local_files_only=True)
     prompts = load_prompter(wd / args.run)  # the templates the run was trained with
     hist = json.loads((wd / args.run / "log_history.json").read_text("utf-8"))

@@ -240,6 +240,40 @@ def test_limit_per_language_samples_each_language():
     assert [r["id"] for r in eval_cli.limit_per_language(rows, None, ("en",))] == [f"en{i}" for i in range(5)]
 
 
+def test_select_records_by_style_and_per_language():
+    rows = [{"id": f"{lang}{style}{i}", "task": "NER", "style": style, "lang": lang} for lang in ("zh", "en", "fr")
+            for style in ("text", "iepile") for i in range(3)]
+    rows.insert(1, {"id": "g", "task": "GENERAL", "style": "alpaca", "lang": "zh"})
+    got = [r["id"] for r in eval_cli.select_records(rows, ("iepile",), 2, per_language=True)]
+    # every language present, in its order, 2 records each; the GENERAL record before the last zh one stays
+    assert got == ["g", "zhiepile0", "zhiepile1", "eniepile0", "eniepile1", "friepile0", "friepile1"]
+    assert [r["id"] for r in eval_cli.select_records(rows, None, 2)] == ["zhtext0", "g", "zhtext1"]
+    assert len(eval_cli.select_records(rows, ("text", "iepile"), None)) == len(rows)
+
+
+def test_cli_eval_ie_style_and_language_errors_are_one_line(model_dir, tmp_path, capsys, eval_command):
+    data = tmp_path / "test.jsonl"
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in RECORDS), encoding="utf-8")
+    base = ("eval", "ie", "--model", model_dir, "--data", data, "--out", tmp_path / "r.json")
+    rc, _, err = run_cli(capsys, *base, "--styles", "iepile,prose")
+    assert_one_line_error(rc, err, "--styles", "prose", "text, iepile", command="eval")
+    rc, _, err = run_cli(capsys, *base, "--per-language")
+    assert_one_line_error(rc, err, "--per-language", "--max-records", command="eval")
+    rc, _, err = run_cli(capsys, *base, "--styles", "iepile", "--max-records", "1", "--per-language",
+                         "--max-new-tokens", "2", "--no-progress", "--device", "cpu")
+    assert rc == 0, err
+    report = json.loads((tmp_path / "r.json").read_text("utf-8"))
+    assert report["run"]["styles"] == ["iepile"] and report["run"]["per_language"] is True
+    scored = [json.loads(line)["id"] for line in (tmp_path / "predictions.jsonl").read_text("utf-8").splitlines()]
+    assert scored == [r["id"] for r in RECORDS if r.get("style") == "iepile"]  # one sentence: its chunks together
+    text_only = tmp_path / "text.jsonl"  # a style the file lacks: nothing to evaluate, said in one line
+    text_only.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in RECORDS if r.get("style") != "iepile"),
+                         encoding="utf-8")
+    rc, _, err = run_cli(capsys, "eval", "ie", "--model", model_dir, "--data", text_only, "--out", tmp_path / "r.json",
+                         "--styles", "iepile")
+    assert_one_line_error(rc, err, "no", "of style iepile", command="eval")
+
+
 def test_cli_eval_ie_output_holds_no_library_notices(model_dir, tmp_path, capsys, eval_command):
     """A RoPE model generates past max_position_embeddings and PEFT loads through deprecated
     transformers calls: neither transformers' generation-length notice nor a FutureWarning reaches

@@ -2,7 +2,8 @@
 them (stage 08).
 
     knowlm eval ie --model RUN/final [--adapter RUN/final/adapter] --data IE/test.jsonl --out eval/report.json
-                   [--max-records N] [--decoding greedy|beam] [--batch-size 8] [--max-new-tokens 128]
+                   [--max-records N [--per-language]] [--styles iepile] [--decoding greedy|beam]
+                   [--batch-size 8] [--max-new-tokens 128]
                    [--tasks NER,RE] [--match set|multiset] [--tokenizer DIR] [--dtype float32] [--device auto]
 
 Writes ``report.json`` (:meth:`~knowlm_utils.ie.evaluate.EvalReport.to_dict` plus a ``run``
@@ -75,6 +76,32 @@ def limit_per_language(records: list[dict[str, Any]], max_records: int | None,
     return [r for lang in langs for r in limit_records([t for t in records if t.get("lang") == lang], max_records)]
 
 
+def _styles(text: str | None) -> tuple[str, ...] | None:
+    """``--styles``: None (every style) or the instruction styles named."""
+    from ..kg2instruction.instructions import STYLES
+
+    if text is None:
+        return None
+    styles = tuple(s.strip().lower() for s in text.split(",") if s.strip())
+    bad = [s for s in styles if s not in STYLES]
+    if bad or not styles:
+        raise ValueError(f"--styles: unknown style(s) {', '.join(bad) or '(none given)'}; allowed: {', '.join(STYLES)}")
+    return styles
+
+
+def select_records(records: list[dict[str, Any]], styles: tuple[str, ...] | None, max_records: int | None,
+                   per_language: bool = False) -> list[dict[str, Any]]:
+    """The records ``knowlm eval ie`` scores: IE records of ``styles`` (all when None; GENERAL records
+    stay, to be counted as skipped), then :func:`limit_records`, or with ``per_language``
+    :func:`limit_per_language` over the languages in the order they first appear."""
+    if styles is not None:
+        records = [r for r in records if r.get("task") == "GENERAL" or r.get("style") in styles]
+    if per_language:
+        langs = tuple(dict.fromkeys(r.get("lang") for r in records))
+        return limit_per_language(records, max_records, langs)
+    return limit_records(records, max_records)
+
+
 def _tasks(text: str) -> tuple[str, ...]:
     tasks = tuple(t.strip().upper() for t in text.split(",") if t.strip())
     bad = [t for t in tasks if t not in TASKS]
@@ -92,10 +119,14 @@ def run(args) -> dict[str, Any]:
     out = Path(args.out)
     if out.is_dir():
         raise ValueError(f"--out {out}: is a folder; give the report's file name (e.g. {out / 'report.json'})")
-    records = limit_records(read_records(args.data, tasks), args.max_records)
+    styles = _styles(args.styles)
+    if args.per_language and args.max_records is None:
+        raise ValueError("--per-language: give --max-records N (N records of each language)")
+    records = select_records(read_records(args.data, tasks), styles, args.max_records, args.per_language)
     ie = [r for r in records if r.get("task") != "GENERAL"]
     if not ie:
-        raise ValueError(f"--data {args.data}: no {'/'.join(tasks)} records to evaluate")
+        raise ValueError(f"--data {args.data}: no {'/'.join(tasks)} records"
+                         f"{'' if styles is None else ' of style ' + '/'.join(styles)} to evaluate")
     prompter = load_prompter(args.adapter, args.model, templates=args.templates)
     t0 = time.perf_counter()
     quiet_loading()
@@ -112,7 +143,8 @@ def run(args) -> dict[str, Any]:
         row["unparseable"] = is_unparseable(row["answer"], res)
     report["run"] = {"model": str(args.model), "adapter": None if args.adapter is None else str(args.adapter),
                      "templates": dict(getattr(prompter, "mapping", {})),
-                     "data": str(args.data), "tasks": list(tasks), "max_records": args.max_records,
+                     "data": str(args.data), "tasks": list(tasks), "styles": None if styles is None else list(styles),
+                     "max_records": args.max_records, "per_language": args.per_language,
                      "decoding": args.decoding, **DECODING[args.decoding], "batch_size": args.batch_size,
                      "max_new_tokens": args.max_new_tokens, "wall_s": round(time.perf_counter() - t0, 2)}
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -159,6 +191,9 @@ def add_cli(subparsers) -> None:
     e.add_argument("--out", required=True, help="report JSON file; predictions.jsonl is written beside it")
     e.add_argument("--max-records", type=_positive, default=None,
                    help="first N IE records (an IEPile sentence's chunks stay together)")
+    e.add_argument("--per-language", action="store_true",
+                   help="with --max-records: the first N records of each language (a split lists one language, then the next)")
+    e.add_argument("--styles", default=None, help="comma-separated instruction styles to evaluate (text, iepile; default all)")
     e.add_argument("--decoding", choices=sorted(DECODING), default="greedy", help="decoding preset (default greedy)")
     e.add_argument("--batch-size", type=_positive, default=8)
     e.add_argument("--max-new-tokens", type=_positive, default=128)
@@ -170,4 +205,5 @@ def add_cli(subparsers) -> None:
     e.set_defaults(func=_cli_ie)
 
 
-__all__ = ["add_cli", "load_prompter", "load_model", "load_tokenizer", "read_records", "limit_records", "limit_per_language", "run"]
+__all__ = ["add_cli", "load_prompter", "load_model", "load_tokenizer", "read_records", "limit_records", "limit_per_language",
+           "select_records", "run"]
