@@ -76,19 +76,6 @@ def limit_per_language(records: list[dict[str, Any]], max_records: int | None,
     return [r for lang in langs for r in limit_records([t for t in records if t.get("lang") == lang], max_records)]
 
 
-def _styles(text: str | None) -> tuple[str, ...] | None:
-    """``--styles``: None (every style) or the instruction styles named."""
-    from ..kg2instruction.instructions import STYLES
-
-    if text is None:
-        return None
-    styles = tuple(s.strip().lower() for s in text.split(",") if s.strip())
-    bad = [s for s in styles if s not in STYLES]
-    if bad or not styles:
-        raise ValueError(f"--styles: unknown style(s) {', '.join(bad) or '(none given)'}; allowed: {', '.join(STYLES)}")
-    return styles
-
-
 def select_records(records: list[dict[str, Any]], styles: tuple[str, ...] | None, max_records: int | None,
                    per_language: bool = False) -> list[dict[str, Any]]:
     """The records ``knowlm eval ie`` scores: IE records of ``styles`` (all when None; GENERAL records
@@ -102,12 +89,24 @@ def select_records(records: list[dict[str, Any]], styles: tuple[str, ...] | None
     return limit_records(records, max_records)
 
 
+def _named(flag: str, what: str, text: str, allowed: tuple[str, ...], case=str.lower) -> tuple[str, ...]:
+    """A comma-separated ``flag`` value checked against ``allowed`` (one-line ValueError naming the flag)."""
+    names = tuple(case(t.strip()) for t in text.split(",") if t.strip())
+    bad = [t for t in names if t not in allowed]
+    if bad or not names:
+        raise ValueError(f"{flag}: unknown {what}(s) {', '.join(bad) or '(none given)'}; allowed: {', '.join(allowed)}")
+    return names
+
+
 def _tasks(text: str) -> tuple[str, ...]:
-    tasks = tuple(t.strip().upper() for t in text.split(",") if t.strip())
-    bad = [t for t in tasks if t not in TASKS]
-    if bad or not tasks:
-        raise ValueError(f"--tasks: unknown task(s) {', '.join(bad) or '(none given)'}; allowed: {', '.join(TASKS)}")
-    return tasks
+    return _named("--tasks", "task", text, TASKS, str.upper)
+
+
+def _styles(text: str | None) -> tuple[str, ...] | None:
+    """``--styles``: None (every style) or the instruction styles named."""
+    from ..kg2instruction.instructions import STYLES
+
+    return None if text is None else _named("--styles", "style", text, STYLES)
 
 
 def run(args) -> dict[str, Any]:
