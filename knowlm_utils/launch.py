@@ -600,6 +600,21 @@ def _sbatch_value(name: str, value: Any) -> str:
 
 
 _MEM_RE = re.compile(r"^\d+[KMGT]?$")
+_SLURM_TIME_RE = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
+
+
+def slurm_time_minutes(time_limit: str) -> float:
+    """Minutes of a Slurm ``--time`` value: ``MM``, ``MM:SS``, ``HH:MM:SS``, ``D-HH``,
+    ``D-HH:MM`` or ``D-HH:MM:SS``."""
+    m = _SLURM_TIME_RE.match(str(time_limit))
+    if not m:
+        raise ValueError(f"slurm time={time_limit!r}: expected MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS")
+    days, a, b, c = m.groups()
+    if days is not None:  # D-HH[:MM[:SS]]
+        return int(days) * 1440 + int(a) * 60 + int(b or 0) + int(c or 0) / 60
+    if c is not None:  # HH:MM:SS
+        return int(a) * 60 + int(b) + int(c) / 60
+    return int(a) + int(b or 0) / 60  # MM or MM:SS
 
 
 def slurm_script(script: str | os.PathLike, script_args: Sequence[Any] | None = None, *, nodes: int,
@@ -607,7 +622,8 @@ def slurm_script(script: str | os.PathLike, script_args: Sequence[Any] | None = 
                  launcher: Literal["torchrun", "deepspeed"] = "torchrun", partition: str | None = None,
                  cpus_per_task: int | None = None, output: str = "slurm-%x-%j.out", master_port: int = 29500,
                  env: dict[str, str] | None = None, setup: Sequence[str] = (), mem: str | None = None,
-                 requeue: bool = False, requeue_signal_s: int = 600, max_restarts: int = 20) -> str:
+                 requeue: bool = False, requeue_signal_s: int = 600, max_restarts: int = 20,
+                 done_file: str | None = None) -> str:
     """An ``sbatch`` script running one launcher per node (``--ntasks-per-node=1``).
 
     The master is the first host of the allocation (``scontrol show hostnames``). With
@@ -626,7 +642,10 @@ def slurm_script(script: str | os.PathLike, script_args: Sequence[Any] | None = 
     log), and the next run resumes from the newest checkpoint — pass ``resume_from=latest`` in
     ``script_args`` (:func:`pretrain_sbatch` does). A job that finishes or fails is not requeued;
     after ``max_restarts`` requeues the chain stops. Work since the last checkpoint is redone, so
-    keep ``save_steps`` well inside the time limit.
+    keep ``save_steps`` well inside the time limit — or let the run end itself first:
+    ``done_file`` (with ``requeue``) is a JSON file the run writes at the end of every session
+    (the stage's ``metrics.json``); a session that exits cleanly without ``"completed": true``
+    in it (``stop_after_minutes`` ended it, with a checkpoint) requeues the job too.
     ``setup`` lines (e.g. ``source /path/venv/bin/activate``) are inserted verbatim: they are
     the caller's own shell code.
     """
@@ -698,8 +717,15 @@ def slurm_script(script: str | os.PathLike, script_args: Sequence[Any] | None = 
             'while [ "$STATUS" -gt 128 ] && kill -0 "$SRUN_PID" 2>/dev/null; do  # woken by the trap: keep waiting',
             '  wait "$SRUN_PID"; STATUS=$?',
             "done",
-            'exit "$STATUS"',
         ]
+        if done_file is not None:
+            body += [
+                f'if [ "$STATUS" -eq 0 ] && ! grep -qs \'"completed": true\' {q(str(done_file))}; then',
+                '  echo "the session saved a checkpoint and stopped before max_steps (stop_after_minutes)"',
+                "  requeue_job",
+                "fi",
+            ]
+        body.append('exit "$STATUS"')
     return "\n".join(head + [""] + body) + "\n"
 
 
@@ -713,7 +739,12 @@ def pretrain_sbatch(config_path: str | os.PathLike, *, nodes: int, gpus_per_node
     """The sbatch script of a pretraining run of ``config_path`` on ``nodes`` × ``gpus_per_node``
     GPUs (:func:`slurm_script`): every node runs ``scripts/pretrain.py CONFIG -o device=cuda
     [-o OVERRIDE …] -o resume_from=latest`` under ``launcher``, so a requeued (or resubmitted) job
-    continues from the newest checkpoint. The config and overrides are loaded and validated here
+    continues from the newest checkpoint. With ``requeue`` the run also gets
+    ``stop_after_minutes`` (unless the overrides set it): the time limit less twice
+    ``requeue_signal_s``, so that it saves and exits by itself before Slurm's signal — no work
+    since the last ``save_steps`` checkpoint is lost — and the job requeues when that session's
+    ``metrics.json`` does not say completed; the signal stays the fallback for a save that
+    overruns. The config and overrides are loaded and validated here
     first (a typo fails now, not after hours in the queue); ``requeue`` needs ``save_steps``.
     Paths are made absolute (this checkout's script and config: the nodes must see the same
     paths). ``setup`` defaults to activating this Python's virtual environment when it runs in one."""
@@ -730,6 +761,13 @@ def pretrain_sbatch(config_path: str | os.PathLike, *, nodes: int, gpus_per_node
             raise ValueError(f"override {item!r}: a Slurm GPU job sets device=cuda and resume_from=latest itself")
     items = ["device=cuda", *items, "resume_from=latest"]
     cfg = PretrainConfig.load(config_file, items)
+    if requeue and cfg.stop_after_minutes is None:
+        stop = slurm_time_minutes(time_limit) - 2 * int(requeue_signal_s) / 60
+        if stop < 1:
+            raise ValueError(f"slurm time={time_limit}: too short to stop {2 * int(requeue_signal_s)} s before the "
+                             "limit (stop_after_minutes); lower requeue_signal_s or raise the time limit")
+        items.insert(-1, f"stop_after_minutes={stop:g}")
+        cfg = PretrainConfig.load(config_file, items)
     if requeue and cfg.save_steps is None:
         raise ValueError(f"{config_file}: save_steps is not set, so a requeued job would have no checkpoint to resume "
                          "from: set save_steps (or requeue=False)")
@@ -744,7 +782,8 @@ def pretrain_sbatch(config_path: str | os.PathLike, *, nodes: int, gpus_per_node
                         time_limit=time_limit, job_name=job_name, launcher=launcher, partition=partition,
                         cpus_per_task=cpus_per_task, output=output, master_port=master_port, env=env,
                         setup=list(setup), mem=mem, requeue=requeue, requeue_signal_s=requeue_signal_s,
-                        max_restarts=max_restarts)
+                        max_restarts=max_restarts,
+                        done_file=str(cfg.path(cfg.output_dir) / "metrics.json") if requeue else None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -900,7 +939,9 @@ def add_cli(subparsers) -> None:
                    help="run per node by srun (deepspeed --no_ssh --node_rank, or torchrun c10d)")
     b.add_argument("--mem", default="0", help="host memory per node, e.g. 500G (default 0: all of the node's; ZeRO-3 "
                                               "offload keeps the model states there)")
-    b.add_argument("--time", default="72:00:00", help="wall-clock limit of one job (HH:MM:SS or D-HH:MM:SS)")
+    b.add_argument("--time", default="72:00:00", help="wall-clock limit of one job (HH:MM:SS or D-HH:MM:SS); with "
+                                                     "requeue the run stops itself with a checkpoint twice "
+                                                     "--requeue-signal-s before it (stop_after_minutes)")
     b.add_argument("--no-requeue", dest="requeue", action="store_false",
                    help="no requeue chain (the job ends at its time limit; resubmit to resume)")
     b.add_argument("--requeue-signal-s", type=int, default=600, help="requeue this many seconds before the limit")

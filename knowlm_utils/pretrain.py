@@ -65,9 +65,8 @@ from .train.lora import STAGES, apply_stage, trainable_parameter_count
 
 EMBEDDING_INITS = ("mean", "subword")
 from .train.sampling import RankBatchSampler
-from .train.trainer import (LOG_HISTORY, METRICS, checkpoint_manifest_callback, is_main_process, last_eval,
-                            resume_sampler,
-                            log_history_callback, make_trainer_class, stop_callback, training_arguments)
+from .train.trainer import (LOG_HISTORY, METRICS, is_main_process, last_eval, make_trainer_class, resume_sampler,
+                            session_callbacks, stopped_by, training_arguments)
 
 
 # ============================================================================ config ======
@@ -401,9 +400,7 @@ def main(config: PretrainConfig | str | os.PathLike, overrides: Overrides = None
     evaluator = TypedEvaluator(TokenIndexDataset(data.valid) if data.valid is not None else None, data.eval_indices,
                                CausalLMCollator(pad_id, config.seq_length, pad_source),
                                config.eval_batch_size, unigram)
-    callbacks = [log_history_callback(output_dir), checkpoint_manifest_callback()]
-    if config.stop_at_step is not None and config.stop_at_step < config.max_steps:
-        callbacks.append(stop_callback(config.stop_at_step))
+    callbacks, timer = session_callbacks(config, output_dir, t_start)
     trainer = make_trainer_class()(model=m.model, args=args, train_dataset=TokenIndexDataset(data.train),
                                    eval_dataset=evaluator.dataset if data.has_eval else None, data_collator=collator,
                                    callbacks=callbacks, batch_sampler_factory=batch_sampler_factory,
@@ -417,7 +414,8 @@ def main(config: PretrainConfig | str | os.PathLike, overrides: Overrides = None
         write_json_atomic(output_dir / "deepspeed_config.json", rt.ds_config)
     train_out = trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
     eval_seconds_in_loop = evaluator.seconds
-    final_eval, final = _finish(trainer, config, data.has_eval, tokenizer_dir, output_dir)
+    ended_by = stopped_by(trainer, config, timer)
+    final_eval, final = _finish(trainer, config, data.has_eval, tokenizer_dir, output_dir, ended_by)
 
     tokens_seen = int(trainer.state.num_input_tokens_seen)
     session_tokens = tokens_seen - int(getattr(trainer, "_initial_num_input_tokens_seen", 0) or 0)
@@ -425,8 +423,8 @@ def main(config: PretrainConfig | str | os.PathLike, overrides: Overrides = None
     metrics: dict[str, Any] = {
         "final_dir": str(final) if final else None, "output_dir": str(output_dir), "completed": final is not None,
         "global_step": int(trainer.state.global_step), "max_steps": config.max_steps,
-        "resumed_from": str(resume) if resume else None, "device": rt.device, "precision": rt.precision,
-        "world_size": world, "deepspeed_stage": zero_stage(rt.ds_config),
+        "resumed_from": str(resume) if resume else None, "stopped_by": ended_by, "device": rt.device,
+        "precision": rt.precision, "world_size": world, "deepspeed_stage": zero_stage(rt.ds_config),
         "stage": config.stage, "parameters": m.total, "trainable_parameters": m.trainable,
         "vocab_size": m.vocab_size, "pad_id": pad_id, "pad_source": pad_source,
         "embedding_init": m.embedding_init or None,  # what growing init_from's vocabulary did (None: not grown)
@@ -446,11 +444,12 @@ def main(config: PretrainConfig | str | os.PathLike, overrides: Overrides = None
 
 
 def _finish(trainer, config: PretrainConfig, has_eval: bool, tokenizer_dir: Path,
-            output_dir: Path) -> tuple[dict[str, Any], Path | None]:
+            output_dir: Path, ended_by: str | None) -> tuple[dict[str, Any], Path | None]:
     """(final eval metrics, OUTPUT/final) after ``train()``: both only when the run reached
-    max_steps (a session ended by stop_at_step leaves its checkpoint for the next one)."""
-    if trainer.state.global_step < config.max_steps:
-        _print(f"stopped at step {trainer.state.global_step} of {config.max_steps} (stop_at_step); checkpoint: "
+    max_steps (a session ended by stop_at_step or stop_after_minutes leaves its checkpoint for
+    the next one)."""
+    if ended_by is not None:
+        _print(f"stopped at step {trainer.state.global_step} of {config.max_steps} ({ended_by}); checkpoint: "
                f"{latest_checkpoint(output_dir)}; continue with resume_from: latest")
         return {}, None
     final_eval = {}

@@ -494,8 +494,10 @@ def _run_sbatch(text: str, tmp_path: Path, *, signal_usr1: bool, restart_count: 
 def test_pretrain_sbatch_requeues_and_resumes(tmp_path):
     from knowlm_utils.launch import pretrain_sbatch
 
+    out_dir = tmp_path / "run"
     text = pretrain_sbatch("configs/pretrain/knowlm-13b.yaml", nodes=3, gpus_per_node=8, mem="480G",
-                           overrides=["eval_steps=1000"], setup=["echo setup ran"])
+                           overrides=["eval_steps=1000", f"output_dir={out_dir}"], setup=["echo setup ran"],
+                           time_limit="2-00:00:00")
     _bash_ok(text, tmp_path)
     lines = text.splitlines()
     for directive in ("--nodes=3", "--gpus-per-node=8", "--mem=480G", "--requeue", "--signal=B:USR1@600",
@@ -505,8 +507,8 @@ def test_pretrain_sbatch_requeues_and_resumes(tmp_path):
     assert srun.endswith(" &")
     inner = shlex.split(shlex.split(srun[:-2])[4])
     cfg = str(ROOT / "configs/pretrain/knowlm-13b.yaml")
-    assert inner[-8:] == [str(ROOT / "scripts/pretrain.py"), cfg, "-o", "device=cuda", "-o", "eval_steps=1000", "-o",
-                          "resume_from=latest"][-8:]
+    assert inner[-12:] == [str(ROOT / "scripts/pretrain.py"), cfg, "-o", "device=cuda", "-o", "eval_steps=1000", "-o",
+                           f"output_dir={out_dir}", "-o", "stop_after_minutes=2860", "-o", "resume_from=latest"]
     assert inner[inner.index("--num_nodes") + 1] == "3" and "--no_ssh" in inner
     # run it: USR1 before the time limit → the job requeues itself (same id) and exits with srun's status
     rc, calls, out = _run_sbatch(text, tmp_path, signal_usr1=True)
@@ -515,16 +517,23 @@ def test_pretrain_sbatch_requeues_and_resumes(tmp_path):
     assert any(c.startswith("srun --kill-on-bad-exit=1 bash -c") and "resume_from=latest" in c for c in calls)
     assert "hostfile-4242" in os.listdir(tmp_path / "fake-True-0")
     assert (tmp_path / "fake-True-0" / "hostfile-4242").read_text() == "node1 slots=8\nnode2 slots=8\nnode3 slots=8\n"
-    # a job that finishes is not requeued; neither is one past max_restarts
+    # a session that stopped itself (stop_after_minutes: 2 days less 20 minutes) requeues; a finished run does not
+    out_dir.mkdir()
+    (out_dir / "metrics.json").write_text('{\n  "completed": false,\n  "stopped_by": "stop_after_minutes"\n}\n')
+    rc, calls, out = _run_sbatch(text, tmp_path, signal_usr1=False, restart_count=1, exit_code=0)
+    assert rc == 0 and "scontrol requeue 4242" in calls and "stopped before max_steps" in out
+    (out_dir / "metrics.json").write_text('{\n  "completed": true,\n  "stopped_by": null\n}\n')
     rc, calls, _ = _run_sbatch(text, tmp_path, signal_usr1=False, exit_code=0)
-    assert rc == 0 and not any("requeue" in c for c in calls)
+    assert rc == 0 and not any(c.startswith("scontrol requeue") for c in calls)
+    rc, calls, _ = _run_sbatch(text, tmp_path, signal_usr1=False, restart_count=2, exit_code=1)  # failed: no requeue
+    assert rc == 1 and not any(c.startswith("scontrol requeue") for c in calls)
     rc, calls, out = _run_sbatch(text, tmp_path, signal_usr1=True, restart_count=20, exit_code=0)
-    assert not any("requeue" in c for c in calls) and "not requeueing" in out
+    assert not any(c.startswith("scontrol requeue") for c in calls) and "not requeueing" in out
     # torchrun per node, no requeue: the plain srun line of slurm_script
     plain = pretrain_sbatch("configs/pretrain/knowlm-13b.yaml", nodes=2, gpus_per_node=4, launcher="torchrun",
                             requeue=False, mem=None, setup=[])
     _bash_ok(plain, tmp_path)
-    assert "--requeue" not in plain and "--mem" not in plain
+    assert "--requeue" not in plain and "--mem" not in plain and "stop_after_minutes" not in plain
     srun = shlex.split(next(line for line in plain.splitlines() if line.startswith("srun ")))
     assert srun[2] == "torchrun" and srun[-2:] == ["-o", "resume_from=latest"]
 
@@ -546,3 +555,17 @@ def test_pretrain_sbatch_refuses_bad_input(tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(["launch", "sbatch", cfg, "--nodes", "3", "--gpus-per-node", "8", "-o", "micro_bach=2"]) == 2
     assert "unknown key(s) ['micro_bach']" in capsys.readouterr().err
+
+
+def test_slurm_time_limits_and_the_stop_before_them():
+    from knowlm_utils.launch import pretrain_sbatch, slurm_time_minutes
+
+    assert [slurm_time_minutes(t) for t in ("30", "30:30", "48:00:00", "2-00", "1-02:30", "1-00:00:30")] == \
+        [30, 30.5, 2880, 2880, 1590, 1440.5]
+    with pytest.raises(ValueError, match="slurm time='1h'"):
+        slurm_time_minutes("1h")
+    with pytest.raises(ValueError, match="too short to stop 1200 s before the limit"):
+        pretrain_sbatch("configs/pretrain/knowlm-13b.yaml", nodes=1, gpus_per_node=8, time_limit="00:20:00", setup=[])
+    own = pretrain_sbatch("configs/pretrain/knowlm-13b.yaml", nodes=1, gpus_per_node=8, time_limit="00:20:00",
+                          overrides=["stop_after_minutes=15"], setup=[])  # the user's own limit is kept
+    assert "stop_after_minutes=15 " in own and own.count("stop_after_minutes=") == 1

@@ -176,6 +176,16 @@ def test_resumed_run_reproduces_the_uninterrupted_one(world, tmp_path):
     assert [h["step"] for h in evals] == [5, 10] and all(f"eval_loss_{t}" in evals[0] for t in TYPES)
 
 
+def test_stop_after_minutes_saves_where_the_time_ran_out(world, tmp_path, capsys):
+    out = tmp_path / "timed"
+    first = main(tiny_config(world, out, max_steps=4, stop_after_minutes=0.0001))  # gone by the first step's end
+    assert first["stopped_by"] == "stop_after_minutes" and first["global_step"] == 1 and first["final_dir"] is None
+    assert latest_checkpoint(out).name == "checkpoint-1" and verify_checkpoint(out / "checkpoint-1")
+    assert "stopped at step 1 of 4 (stop_after_minutes)" in capsys.readouterr().out
+    second = main(tiny_config(world, out, max_steps=4, resume_from="latest"))
+    assert second["completed"] and second["stopped_by"] is None and second["global_step"] == 4
+
+
 def test_two_stage_training_changes_only_the_right_parameters(world, tmp_path, capsys):
     from transformers import AutoModelForCausalLM
 

@@ -121,3 +121,58 @@ def test_copy_records_take_their_share_of_every_batch(base_model, ie_dir, tmp_pa
     assert m["completed"] and m["counts_per_batch"] == {"IE": 2, "GENERAL": 1, "COPY": 1}
     with pytest.raises(ValueError, match=r"general_ratio \+ copy_ratio must be < 1"):
         sft.SFTConfig.load(SMOKE, _cfg(base_model, ie_dir, tmp_path / "d", "copy_ratio=0.75"))
+
+
+def test_init_adapter_starts_from_a_trained_adapter_with_a_fresh_schedule(base_model, ie_dir, tmp_path):
+    first = sft.main(SMOKE, _cfg(base_model, ie_dir, tmp_path / "first"))
+    adapter = Path(first["final_dir"]) / "adapter"
+    second = sft.main(SMOKE, _cfg(base_model, ie_dir, tmp_path / "second", f"init_adapter={adapter}",
+                                  "eval_on_start=true", "max_steps=2", "name_substitution=1.0"))
+    assert second["completed"] and second["init_adapter"] == str(adapter) and second["global_step"] == 2
+    history = json.loads((tmp_path / "second" / "log_history.json").read_text())
+    start = next(h for h in history if "eval_loss" in h and h["step"] == 0)
+    # the second run's untrained step 0 is the first run's end: the weights came over, all of them
+    assert start["eval_loss"] == pytest.approx(first["final_eval"]["eval_loss"], rel=1e-5)
+    plain = sft.main(SMOKE, _cfg(base_model, ie_dir, tmp_path / "plain", "eval_on_start=true", "max_steps=1"))
+    untrained = json.loads((tmp_path / "plain" / "log_history.json").read_text())
+    assert start["eval_loss"] < next(h for h in untrained if "eval_loss" in h)["eval_loss"]  # ≠ a fresh adapter
+    assert plain["init_adapter"] is None
+
+
+def test_init_adapter_refuses_what_does_not_fit(base_model, ie_dir, tmp_path):
+    first = sft.main(SMOKE, _cfg(base_model, ie_dir, tmp_path / "first", "max_steps=1"))
+    adapter = Path(first["final_dir"]) / "adapter"
+    with pytest.raises(ValueError, match=r"adapter_config.json: r 4, but this run's model has 8"):
+        sft.main(SMOKE, _cfg(base_model, ie_dir, tmp_path / "r8", f"init_adapter={adapter}", "lora.r=8"))
+    with pytest.raises(FileNotFoundError, match="no adapter_config.json"):
+        sft.main(SMOKE, _cfg(base_model, ie_dir, tmp_path / "none", f"init_adapter={tmp_path}"))
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    shutil.copy(adapter / "adapter_config.json", pickled)
+    (pickled / "adapter_model.bin").write_bytes(b"not loaded")
+    with pytest.raises(FileNotFoundError, match="pickled weights are not loaded"):
+        sft.main(SMOKE, _cfg(base_model, ie_dir, tmp_path / "pk", f"init_adapter={pickled}"))
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(adapter / "adapter_model.safetensors")
+    key = next(k for k in sorted(state) if "lora_A" in k)
+    state[key] = state[key][:, :-1].contiguous()
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    shutil.copy(adapter / "adapter_config.json", cut)
+    save_file(state, cut / "adapter_model.safetensors")
+    with pytest.raises(ValueError, match=rf"tensor {key} has shape"):
+        sft.main(SMOKE, _cfg(base_model, ie_dir, tmp_path / "c", f"init_adapter={cut}"))
+
+
+def test_stop_after_minutes_ends_the_session_with_a_checkpoint_and_resume_finishes(base_model, ie_dir, tmp_path):
+    out = tmp_path / "timed"
+    # 6 ms: the limit has passed when the first step ends (data preparation counts: a Slurm job's clock)
+    first = sft.main(SMOKE, _cfg(base_model, ie_dir, out, "stop_after_minutes=0.0001"))
+    assert first["stopped_by"] == "stop_after_minutes" and first["global_step"] == 1 and not first["completed"]
+    assert (out / "checkpoint-1" / "adapter_model.safetensors").is_file() and not (out / "final").exists()
+    second = sft.main(SMOKE, _cfg(base_model, ie_dir, out, "resume_from=latest", "stop_after_minutes=60"))
+    assert second["completed"] and second["stopped_by"] is None and second["global_step"] == 6
+    assert Path(second["resumed_from"]).name == "checkpoint-1"
+    with pytest.raises(ValueError, match="stop_after_minutes: must be > 0"):
+        sft.SFTConfig.load(SMOKE, _cfg(base_model, ie_dir, out, "stop_after_minutes=0"))

@@ -40,3 +40,33 @@ def test_training_fields_are_flat_keys_of_any_stage_config(tmp_path):
     assert (args.max_steps, args.gradient_accumulation_steps, args.per_device_train_batch_size) == (7, 3, 8)
     assert args.lr_scheduler_type.value == "cosine_with_min_lr" and args.lr_scheduler_kwargs == {"min_lr_rate": 0.1}
     assert args.ignore_data_skip and args.eval_strategy.value == "no" and args.save_strategy.value == "no"
+
+
+def _time_limit_rank(rank: int, port: int, results) -> None:
+    import os
+
+    import torch.distributed as dist
+
+    from knowlm_utils.train.trainer import _any_rank
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        results[rank] = (_any_rank(rank == 0), _any_rank(False))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_time_limit_reached_on_one_rank_stops_every_rank():
+    """stop_after_minutes: the ranks' clocks differ, the decision must not (or one rank waits
+    for the others in the next all-reduce for ever)."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    results = mp.Manager().dict()
+    mp.spawn(_time_limit_rank, args=(port, results), nprocs=2, join=True)
+    assert dict(results) == {0: (True, False), 1: (True, False)}

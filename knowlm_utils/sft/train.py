@@ -64,6 +64,10 @@ class SFTConfig(StageConfig, TrainingArgs):
                               "train sentences, name-substituted, to be written back verbatim: every answer "
                               "token is a copy target; knowlm_utils.sft.copy_task); 0: off")
     copy_group: int = field(4, ge=1, help="sentences joined into one copy record")
+    init_adapter: str | None = field(None, help="start the LoRA weights (and full embeddings) from this adapter "
+                                     "folder — a run's final/adapter or checkpoint-N, safetensors only — with a fresh "
+                                     "optimizer and schedule: continue a trained adapter on other data or settings "
+                                     "(resume_from instead continues one run; a resumed checkpoint wins)")
     full_embeddings: str = field("auto", choices=("auto", "always", "never"),
                                  help="train embed_tokens/lm_head in full: auto = when the tokenizer is larger "
                                       "than the model's vocabulary (extended vocabulary)")
@@ -249,8 +253,8 @@ def main(config: SFTConfig | str | os.PathLike, overrides: Overrides = None) -> 
     from ..train.evaluation import TypedEvaluator, eval_indices
     from ..train.lora import trainable_parameter_count
     from ..train.sampling import ProportionalBatchSampler, RankBatchSampler
-    from ..train.trainer import (LOG_HISTORY, METRICS, checkpoint_manifest_callback, last_eval, log_history_callback,
-                                 make_trainer_class, resume_sampler, stop_callback, training_arguments)
+    from ..train.trainer import (LOG_HISTORY, METRICS, last_eval, make_trainer_class, resume_sampler,
+                                 session_callbacks, stopped_by, training_arguments)
     from .data import SFTCollator
     from .prompter import PromptSet
 
@@ -261,7 +265,16 @@ def main(config: SFTConfig | str | os.PathLike, overrides: Overrides = None) -> 
     from ..pretrain import check_safetensors_model
 
     check_safetensors_model(_resolve(config, config.base_model), "base_model")  # before any loading
+    init_adapter = _resolve(config, config.init_adapter) if config.init_adapter else None
+    if init_adapter is not None:
+        from ..train.lora import read_adapter_config
+
+        read_adapter_config(init_adapter)  # a wrong path fails now, not after the data are tokenized
     rt = resolve_runtime(config)
+    if init_adapter is not None and zero_stage(rt.ds_config) == 3:
+        raise ValueError("init_adapter with DeepSpeed ZeRO-3: the model's weights are partitioned before the adapter "
+                         "could be checked and copied in; use ZeRO stage 2 (KnowLM-13B's SFT preset) or merge the "
+                         "adapter into base_model (knowlm weights merge-lora)")
     tokenizer_dir = _resolve(config, config.tokenizer or config.base_model)
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True, trust_remote_code=False)
     data = prepare_data(config, tokenizer)
@@ -271,6 +284,13 @@ def main(config: SFTConfig | str | os.PathLike, overrides: Overrides = None) -> 
         prompts.save(output_dir)  # checkpoints find it one folder up; knowlm eval ie prompts the same way
     args = training_arguments(config, output_dir, rt.device, rt.precision, rt.ds_config, bool(data.eval))
     model, what, full = build_sft_model(config, tokenizer_dir, len(tokenizer))
+    if init_adapter is not None and resume is None:
+        from ..train.lora import EMBEDDING_MODULES, load_adapter_weights
+
+        n = load_adapter_weights(model, init_adapter, config.lora, EMBEDDING_MODULES if full else ())
+        _print(f"model: {n} adapter tensors loaded from {init_adapter} (fresh optimizer and schedule)")
+    elif init_adapter is not None:
+        _print(f"init_adapter {init_adapter} not loaded: the checkpoint {resume} already holds the weights")
     trainable, total = trainable_parameter_count(model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     collator = SFTCollator(pad_id)
@@ -281,9 +301,7 @@ def main(config: SFTConfig | str | os.PathLike, overrides: Overrides = None) -> 
         return RankBatchSampler(sampler, rank, world, start, end_micro)
 
     evaluator = TypedEvaluator(data.eval, eval_indices(data.eval_ranges, None), collator, config.eval_batch_size, {})
-    callbacks = [log_history_callback(output_dir), checkpoint_manifest_callback()]
-    if config.stop_at_step is not None and config.stop_at_step < config.max_steps:
-        callbacks.append(stop_callback(config.stop_at_step))
+    callbacks, timer = session_callbacks(config, output_dir, t_start)
     trainer = make_trainer_class()(model=model, args=args, train_dataset=data.train,
                                    eval_dataset=data.eval or None, data_collator=collator, callbacks=callbacks,
                                    batch_sampler_factory=batch_sampler_factory, evaluator=evaluator)
@@ -295,7 +313,13 @@ def main(config: SFTConfig | str | os.PathLike, overrides: Overrides = None) -> 
     train_out = trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
     eval_seconds_in_loop = evaluator.seconds  # the final evaluation below is not part of train_runtime
     final_eval, final = {}, None
-    if trainer.state.global_step >= config.max_steps:
+    ended_by = stopped_by(trainer, config, timer)
+    if ended_by is not None:
+        from ..train.checkpoints import latest_checkpoint
+
+        _print(f"stopped at step {trainer.state.global_step} of {config.max_steps} ({ended_by}); checkpoint: "
+               f"{latest_checkpoint(output_dir)}; continue with resume_from: latest")
+    else:
         if data.eval:
             final_eval = last_eval(trainer) or trainer.evaluate()
         final = save_final(trainer, output_dir, tokenizer_dir, lora_base=_resolve(config, config.base_model))
@@ -316,7 +340,9 @@ def main(config: SFTConfig | str | os.PathLike, overrides: Overrides = None) -> 
     metrics: dict[str, Any] = {
         "final_dir": str(final) if final else None, "output_dir": str(output_dir), "completed": final is not None,
         "global_step": int(trainer.state.global_step), "max_steps": config.max_steps,
-        "resumed_from": str(resume) if resume else None, "device": rt.device, "precision": rt.precision,
+        "resumed_from": str(resume) if resume else None, "stopped_by": ended_by,
+        "init_adapter": str(init_adapter) if init_adapter is not None and resume is None else None,
+        "device": rt.device, "precision": rt.precision,
         "world_size": args.world_size, "deepspeed_stage": zero_stage(rt.ds_config),
         "parameters": total, "trainable_parameters": trainable, "trains": what, "full_embeddings": full,
         "vocab_size": len(tokenizer), "tokens_seen": tokens, "train_runtime_s": runtime,

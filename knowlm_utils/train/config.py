@@ -85,6 +85,10 @@ class TrainingArgs(Section):
     stop_at_step: int | None = field(None, ge=1, help="end this session at this step with a checkpoint, without the "
                                                       "final save (a time-limited cluster job; the schedule still "
                                                       "follows max_steps; rerun with resume_from: latest)")
+    stop_after_minutes: float | None = field(None, gt=0, help="end this session with a checkpoint after this many "
+                                             "minutes since the stage started (Megatron's --exit-duration-in-mins: "
+                                             "set it a few minutes under a Slurm job's time limit, then rerun with "
+                                             "resume_from: latest; the schedule still follows max_steps)")
     dataloader_workers: int = field(0, ge=0, help="DataLoader worker processes (0: load in the training process)")
     progress: bool = field(True, help="show the Trainer's progress bar")
 

@@ -46,6 +46,75 @@ def apply_stage(model, stage: str, lora):
                                     "embed_tokens/lm_head (stage 2)")
 
 
+def read_adapter_config(adapter_dir: str | Path) -> dict:
+    """``adapter_config.json`` of a PEFT LoRA adapter folder (one-line errors when it is not one)."""
+    import json
+
+    path = Path(adapter_dir) / "adapter_config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{adapter_dir}: no adapter_config.json (a PEFT adapter folder: a run's final/adapter "
+                                "or one of its checkpoint-N)")
+    try:
+        cfg = json.loads(path.read_text("utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not JSON ({e})") from None
+    if not isinstance(cfg, dict) or cfg.get("peft_type") != "LORA":
+        kind = cfg.get("peft_type") if isinstance(cfg, dict) else type(cfg).__name__
+        raise ValueError(f"{path}: not a LoRA adapter (peft_type {kind!r})")
+    return cfg
+
+
+def load_adapter_weights(model, adapter_dir: str | Path, lora, modules_to_save=EMBEDDING_MODULES) -> int:
+    """Start the LoRA ``model`` (from :func:`wrap_lora` with ``lora``/``modules_to_save``) from an
+    adapter trained before: its ``adapter_model.safetensors`` (never a pickle) is checked against
+    the model — the same rank, alpha, target and fully trained modules, every tensor present with
+    its shape — and copied in. The optimizer and schedule are not part of an adapter: training
+    goes on with a fresh AdamW and a new warm-up/cosine (unlike ``resume_from``, which continues
+    one run). Returns the number of tensors loaded; a mismatch raises a one-line ``ValueError``
+    naming the key or tensor."""
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    adapter_dir = Path(adapter_dir)
+    cfg = read_adapter_config(adapter_dir)
+    want = {"r": lora.r, "lora_alpha": lora.alpha, "target_modules": sorted(lora.targets),
+            "modules_to_save": sorted(modules_to_save)}
+    got = {"r": cfg.get("r"), "lora_alpha": cfg.get("lora_alpha"),
+           "target_modules": sorted(cfg.get("target_modules") or []),
+           "modules_to_save": sorted(cfg.get("modules_to_save") or [])}
+    for key in want:
+        if want[key] != got[key]:
+            raise ValueError(f"{adapter_dir / 'adapter_config.json'}: {key} {got[key]!r}, but this run's model has "
+                             f"{want[key]!r}")
+    weights = adapter_dir / "adapter_model.safetensors"
+    if not weights.is_file():
+        found = sorted(p.name for p in adapter_dir.glob("adapter_model.*"))
+        raise FileNotFoundError(f"{adapter_dir}: no adapter_model.safetensors" +
+                                (f" (found {', '.join(found)}: pickled weights are not loaded)" if found else ""))
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError) as e:
+        raise ValueError(f"{weights}: not a readable safetensors file ({e})") from None
+    expected = get_peft_model_state_dict(model)  # the keys PEFT writes (modules_to_save under their own names)
+    missing = sorted(set(expected) - set(state))
+    if missing:
+        raise ValueError(f"{weights}: {len(missing)} of the model's {len(expected)} adapter tensors missing, e.g. "
+                         f"{missing[0]}")
+    extra = sorted(set(state) - set(expected))
+    if extra:
+        raise ValueError(f"{weights}: {len(extra)} tensors this run's model does not have, e.g. {extra[0]}")
+    for key, tensor in expected.items():
+        if tuple(state[key].shape) != tuple(tensor.shape):
+            raise ValueError(f"{weights}: tensor {key} has shape {tuple(state[key].shape)}, the model's "
+                             f"{tuple(tensor.shape)} (another base model or vocabulary?)")
+    result = set_peft_model_state_dict(model, state)
+    unexpected = list(getattr(result, "unexpected_keys", []) or [])
+    if unexpected:
+        raise ValueError(f"{weights}: PEFT did not place {len(unexpected)} tensors, e.g. {unexpected[0]}")
+    return len(state)
+
+
 def trainable_parameter_count(model) -> tuple[int, int]:
     """(trainable, total) parameters; ZeRO-3 partitioned tensors report their full size in ds_numel."""
     def size(p) -> int:
@@ -71,5 +140,6 @@ def merge_lora(base_dir: Path, vocab_size: int, adapter_dir: Path, out_dir: Path
     merged.save_pretrained(str(out_dir), safe_serialization=True)
 
 
-__all__ = ["STAGES", "EMBEDDING_MODULES", "freeze_all_but_embeddings", "wrap_lora", "apply_stage",
+__all__ = ["STAGES", "EMBEDDING_MODULES", "freeze_all_but_embeddings", "wrap_lora", "read_adapter_config",
+           "load_adapter_weights", "apply_stage",
            "trainable_parameter_count", "merge_lora"]

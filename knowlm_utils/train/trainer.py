@@ -8,6 +8,7 @@
   and whose ``evaluate`` is a given evaluator;
 * callbacks: :func:`log_history_callback` (``OUTPUT/log_history.json`` at every log, for live
   plots), :func:`stop_callback` (end a session at a step with a checkpoint),
+  :func:`time_limit_callback` (end it after so many minutes, every rank at the same step),
   :func:`checkpoint_manifest_callback` (sign every checkpoint so that a resume can verify it);
   :func:`read_history` reads the log back.
 
@@ -17,6 +18,7 @@ transformers and torch are imported inside the functions (importing them costs s
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +175,72 @@ def stop_callback(stop_at_step: int):
     return StopAtStep()
 
 
+def _any_rank(flag: bool) -> bool:
+    """``flag`` of any process (MAX all-reduce; the flag itself without a process group), so that
+    every rank takes the same decision at the same step."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return flag
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    t = torch.tensor([1 if flag else 0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def time_limit_callback(minutes: float, started: float | None = None):
+    """A callback that ends the session with a checkpoint once ``minutes`` have passed since
+    ``started`` (a ``time.time()``; default: when training begins) — Megatron-LM's
+    ``--exit-duration-in-mins`` for a job whose scheduler allows so much wall time. The step
+    that crosses the limit finishes, every rank stops after the same step, and the run
+    continues with ``resume_from: latest``. Its ``stopped_at`` is that step (None: not hit)."""
+    from transformers import TrainerCallback
+
+    class StopAfterMinutes(TrainerCallback):
+        """Ends the session with a checkpoint after ``minutes`` of wall time."""
+
+        def __init__(self):
+            self.started, self.stopped_at = started, None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            if self.started is None:
+                self.started = time.time()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if _any_rank(time.time() - self.started >= minutes * 60):
+                self.stopped_at = state.global_step
+                control.should_save = True
+                control.should_training_stop = True
+            return control
+
+    return StopAfterMinutes()
+
+
+def session_callbacks(config, output_dir: Path, started: float):
+    """The callbacks of every training session: the live log, signed checkpoints, and the ends
+    a config asks for (``stop_at_step``, ``stop_after_minutes`` counted from ``started``).
+    Returns (callbacks, the time-limit callback or None)."""
+    callbacks = [log_history_callback(output_dir), checkpoint_manifest_callback()]
+    if config.stop_at_step is not None and config.stop_at_step < config.max_steps:
+        callbacks.append(stop_callback(config.stop_at_step))
+    timer = None
+    if config.stop_after_minutes is not None:
+        timer = time_limit_callback(config.stop_after_minutes, started)
+        callbacks.append(timer)
+    return callbacks, timer
+
+
+def stopped_by(trainer, config, timer) -> str | None:
+    """Why a session ended before ``max_steps``: ``stop_after_minutes`` or ``stop_at_step``
+    (None: it reached max_steps)."""
+    if trainer.state.global_step >= config.max_steps:
+        return None
+    if timer is not None and timer.stopped_at == trainer.state.global_step:
+        return "stop_after_minutes"
+    return "stop_at_step"
+
+
 def checkpoint_manifest_callback():
     """A callback that signs every checkpoint the Trainer saves
     (:func:`~knowlm_utils.train.checkpoints.write_manifest`: SHA-256 of every file of
@@ -228,6 +296,7 @@ def read_history(output_dir: str | os.PathLike) -> dict[str, list[dict[str, Any]
 
 
 __all__ = ["LOG_HISTORY", "METRICS", "is_main_process", "resolve_device", "resolve_precision", "training_arguments",
-           "make_trainer_class", "resume_sampler", "last_eval", "stop_callback", "checkpoint_manifest_callback",
+           "make_trainer_class", "resume_sampler", "last_eval", "stop_callback", "time_limit_callback",
+           "session_callbacks", "stopped_by", "checkpoint_manifest_callback",
            "log_history_callback",
            "read_history"]
