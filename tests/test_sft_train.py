@@ -176,3 +176,59 @@ def test_stop_after_minutes_ends_the_session_with_a_checkpoint_and_resume_finish
     assert Path(second["resumed_from"]).name == "checkpoint-1"
     with pytest.raises(ValueError, match="stop_after_minutes: must be > 0"):
         sft.SFTConfig.load(SMOKE, _cfg(base_model, ie_dir, out, "stop_after_minutes=0"))
+
+
+
+def test_answer_only_logits_give_the_same_loss_and_gradients(base_model, ie_dir, tmp_path):
+    """The head and the softmax see the answer positions only: the loss and every parameter's
+    gradient are those of ``model(**batch).loss`` (one batch, one process: to rounding)."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from knowlm_utils.sft.data import SFTCollator
+    from knowlm_utils.train.trainer import AnswerPositions, answer_only_loss
+
+    cfg = sft.SFTConfig.load(SMOKE, _cfg(base_model, ie_dir, tmp_path / "g"))
+    tok = AutoTokenizer.from_pretrained(str(base_model), local_files_only=True)
+    data = sft.prepare_data(cfg, tok)
+    batch = SFTCollator(tok.pad_token_id or 0)(data.train[:4])
+    assert (batch["labels"] == -100).float().mean() > 0.5  # mostly prompt and padding: what the head skips
+    torch.manual_seed(0)
+    model, _, _ = sft.build_sft_model(cfg, base_model, len(tok))
+    with torch.no_grad():  # LoRA B starts at zero: make every adapter matrix receive a gradient
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+    model.train()
+    positions = AnswerPositions()
+    model.get_output_embeddings().register_forward_pre_hook(positions)
+
+    def loss_and_grads(fast: bool):
+        model.zero_grad()
+        loss = answer_only_loss(None, model, batch, positions) if fast else model(**batch).loss
+        loss.backward()
+        return float(loss), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    (fast_loss, fast), (plain_loss, plain) = loss_and_grads(True), loss_and_grads(False)
+    assert fast_loss == pytest.approx(plain_loss, rel=1e-6)
+    assert fast.keys() == plain.keys() and len(fast) >= 16  # LoRA A and B of 7 projections + embeddings, head
+    for name in plain:
+        assert torch.allclose(fast[name], plain[name], rtol=1e-4, atol=1e-7), name
+    assert positions.mask is None  # cleared: evaluation and generation see every position
+
+
+def test_answer_only_logits_train_like_the_trainers_own_path(base_model, ie_dir, tmp_path):
+    """Through the Trainer, with gradient accumulation (num_items_in_batch normalisation): the
+    same losses step by step (CPU kernels are not bit-reproducible run to run, hence rel 1e-4)."""
+    kw = ("max_steps=4", "grad_accum=2", "logging_steps=1", "eval_on_start=true", "eval_steps=4")
+    fast = sft.main(SMOKE, _cfg(base_model, ie_dir, tmp_path / "fast", *kw))
+    plain = sft.main(SMOKE, _cfg(base_model, ie_dir, tmp_path / "plain", "answer_logits_only=false", *kw))
+    assert fast["config"]["answer_logits_only"] and not plain["config"]["answer_logits_only"]
+    rows = lambda out, key: [(h["step"], h[key]) for h in json.loads((out / "log_history.json").read_text())  # noqa: E731
+                             if key in h]
+    for key in ("loss", "eval_loss"):
+        a, b = rows(tmp_path / "fast", key), rows(tmp_path / "plain", key)
+        assert [s for s, _ in a] == [s for s, _ in b] and len(a) >= 2
+        for (step, x), (_, y) in zip(a, b):
+            assert x == pytest.approx(y, rel=1e-4), (key, step)
+    assert fast["tokens_seen"] == plain["tokens_seen"]

@@ -68,6 +68,9 @@ class SFTConfig(StageConfig, TrainingArgs):
                                      "folder — a run's final/adapter or checkpoint-N, safetensors only — with a fresh "
                                      "optimizer and schedule: continue a trained adapter on other data or settings "
                                      "(resume_from instead continues one run; a resumed checkpoint wins)")
+    answer_logits_only: bool = field(True, help="training loss from the answer positions' logits only (prompt "
+                                     "labels are -100): the same loss without the output head and softmax over the "
+                                     "prompt (benchmarks/bench_sft_answer_logits.py); false: the Trainer's own path")
     full_embeddings: str = field("auto", choices=("auto", "always", "never"),
                                  help="train embed_tokens/lm_head in full: auto = when the tokenizer is larger "
                                       "than the model's vocabulary (extended vocabulary)")
@@ -304,7 +307,8 @@ def main(config: SFTConfig | str | os.PathLike, overrides: Overrides = None) -> 
     callbacks, timer = session_callbacks(config, output_dir, t_start)
     trainer = make_trainer_class()(model=model, args=args, train_dataset=data.train,
                                    eval_dataset=data.eval or None, data_collator=collator, callbacks=callbacks,
-                                   batch_sampler_factory=batch_sampler_factory, evaluator=evaluator)
+                                   batch_sampler_factory=batch_sampler_factory, evaluator=evaluator,
+                                   answer_logits_only=config.answer_logits_only)
     resume = resume_sampler(trainer, config, output_dir, end_micro, resume, log=_print)
     _print(f"device {rt.device} ({rt.precision}), DeepSpeed {'ZeRO-' + str(zero_stage(rt.ds_config)) if rt.ds_config else 'off'}")
     _print(f"model: {total:,} parameters, {trainable:,} trainable ({what})")

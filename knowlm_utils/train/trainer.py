@@ -97,22 +97,75 @@ def training_arguments(config, output_dir: Path, device: str, precision: str, ds
 
 
 # ============================================================================ trainer =====
+class AnswerPositions:
+    """A forward pre-hook for the output head: while ``mask`` (bool, batch × sequence) is set,
+    the head sees only the hidden states at those positions (``[N, hidden]``), so it computes
+    ``N`` rows of logits instead of ``batch × sequence``."""
+
+    def __init__(self):
+        self.mask = None
+
+    def __call__(self, module, args):
+        if self.mask is None:
+            return None
+        return (args[0][self.mask], *args[1:])
+
+
+def answer_only_loss(trainer, model, inputs, positions: AnswerPositions, num_items_in_batch=None):
+    """The causal-LM loss of ``inputs`` computed from the answer positions only: logits where
+    the *next* label is not −100 (``positions`` hooked on the output head), cross-entropy summed
+    over them and divided as the Trainer's own path divides — by ``num_items_in_batch`` (the
+    answer tokens of the whole accumulated batch, all ranks) and scaled back by the number of
+    processes, else a mean over this micro batch. The same number as ``model(**inputs).loss``
+    without the prompt's logits: the head and the softmax are most of a small model's step and
+    of a 13B model's activation memory."""
+    import torch
+    import torch.nn.functional as F
+
+    labels = inputs["labels"]
+    keep = labels[:, 1:] != -100
+    positions.mask = F.pad(keep, (0, 1), value=False)  # position t predicts token t + 1
+    try:
+        outputs = model(**{k: v for k, v in inputs.items() if k != "labels"})
+    finally:
+        positions.mask = None
+    loss = F.cross_entropy(outputs.logits.float(), labels[:, 1:][keep], reduction="sum")
+    if num_items_in_batch is None:
+        return loss / keep.sum().clamp(min=1)
+    loss = loss / torch.as_tensor(num_items_in_batch, device=loss.device)
+    if trainer.args.average_tokens_across_devices:  # the Trainer's own path scales so (transformers 5.x)
+        loss = loss * (trainer.accelerator.num_processes // trainer.get_tp_size() if trainer.args.n_gpu <= 1
+                       else trainer.args.n_gpu)
+    return loss
+
+
 def make_trainer_class():
     """The Trainer subclass, built lazily (importing transformers costs seconds). Its extra
     keyword arguments: ``batch_sampler_factory(rank, world_size, start_micro_step)`` → this
-    rank's batch sampler, and ``evaluator(model, args, prefix)`` → eval metrics. Set
-    ``trainer.start_micro_step`` before ``train()`` to resume the data where a checkpoint
-    stopped."""
+    rank's batch sampler, ``evaluator(model, args, prefix)`` → eval metrics, and
+    ``answer_logits_only`` (SFT: the training loss from the answer positions' logits only,
+    :func:`answer_only_loss`). Set ``trainer.start_micro_step`` before ``train()`` to resume the
+    data where a checkpoint stopped."""
     from transformers import Trainer
 
     class KnowLMTrainer(Trainer):
         """``Trainer`` with a rank-sliced, exactly resumable batch sampler and its own evaluator."""
 
-        def __init__(self, *args, batch_sampler_factory, evaluator, **kwargs):
+        def __init__(self, *args, batch_sampler_factory, evaluator, answer_logits_only: bool = False, **kwargs):
             super().__init__(*args, **kwargs)
             self._batch_sampler_factory = batch_sampler_factory
             self._evaluator = evaluator
             self.start_micro_step = 0
+            self._answer_positions = None
+            if answer_logits_only:
+                self._answer_positions = AnswerPositions()
+                self.model.get_output_embeddings().register_forward_pre_hook(self._answer_positions)
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if self._answer_positions is None or return_outputs or not model.training or "labels" not in inputs:
+                return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                            num_items_in_batch=num_items_in_batch)
+            return answer_only_loss(self, model, inputs, self._answer_positions, num_items_in_batch)
 
         def get_train_dataloader(self):
             from torch.utils.data import DataLoader
@@ -296,7 +349,7 @@ def read_history(output_dir: str | os.PathLike) -> dict[str, list[dict[str, Any]
 
 
 __all__ = ["LOG_HISTORY", "METRICS", "is_main_process", "resolve_device", "resolve_precision", "training_arguments",
-           "make_trainer_class", "resume_sampler", "last_eval", "stop_callback", "time_limit_callback",
-           "session_callbacks", "stopped_by", "checkpoint_manifest_callback",
+           "AnswerPositions", "answer_only_loss", "make_trainer_class", "resume_sampler", "last_eval", "stop_callback",
+           "time_limit_callback", "session_callbacks", "stopped_by", "checkpoint_manifest_callback",
            "log_history_callback",
            "read_history"]
