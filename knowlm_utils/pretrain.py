@@ -56,7 +56,7 @@ import numpy as np
 
 from .config import Overrides, StageConfig, field, stage_command
 from .fileio import write_json_atomic
-from .train.checkpoints import latest_checkpoint, resolve_resume, save_final
+from .train.checkpoints import resolve_resume, save_final
 from .train.collate import CausalLMCollator, pad_token
 from .train.config import LoraSection, ModelSection, TrainingArgs
 from .train.deepspeed import Runtime, resolve_runtime, zero_stage
@@ -66,7 +66,7 @@ from .train.lora import STAGES, apply_stage, trainable_parameter_count
 EMBEDDING_INITS = ("mean", "subword")
 from .train.sampling import RankBatchSampler
 from .train.trainer import (LOG_HISTORY, METRICS, is_main_process, last_eval, make_trainer_class, resume_sampler,
-                            session_callbacks, stopped_by, training_arguments)
+                            session_callbacks, stop_message, stopped_by, training_arguments)
 
 
 # ============================================================================ config ======
@@ -449,8 +449,7 @@ def _finish(trainer, config: PretrainConfig, has_eval: bool, tokenizer_dir: Path
     max_steps (a session ended by stop_at_step or stop_after_minutes leaves its checkpoint for
     the next one)."""
     if ended_by is not None:
-        _print(f"stopped at step {trainer.state.global_step} of {config.max_steps} ({ended_by}); checkpoint: "
-               f"{latest_checkpoint(output_dir)}; continue with resume_from: latest")
+        _print(stop_message(trainer, config, ended_by, output_dir))
         return {}, None
     final_eval = {}
     if has_eval:  # the loop may just have evaluated at the last step: reuse that instead of a second pass

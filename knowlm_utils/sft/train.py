@@ -257,7 +257,7 @@ def main(config: SFTConfig | str | os.PathLike, overrides: Overrides = None) -> 
     from ..train.lora import trainable_parameter_count
     from ..train.sampling import ProportionalBatchSampler, RankBatchSampler
     from ..train.trainer import (LOG_HISTORY, METRICS, last_eval, make_trainer_class, resume_sampler,
-                                 session_callbacks, stopped_by, training_arguments)
+                                 session_callbacks, stop_message, stopped_by, training_arguments)
     from .data import SFTCollator
     from .prompter import PromptSet
 
@@ -319,10 +319,7 @@ def main(config: SFTConfig | str | os.PathLike, overrides: Overrides = None) -> 
     final_eval, final = {}, None
     ended_by = stopped_by(trainer, config, timer)
     if ended_by is not None:
-        from ..train.checkpoints import latest_checkpoint
-
-        _print(f"stopped at step {trainer.state.global_step} of {config.max_steps} ({ended_by}); checkpoint: "
-               f"{latest_checkpoint(output_dir)}; continue with resume_from: latest")
+        _print(stop_message(trainer, config, ended_by, output_dir))
     else:
         if data.eval:
             final_eval = last_eval(trainer) or trainer.evaluate()

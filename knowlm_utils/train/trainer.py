@@ -294,6 +294,14 @@ def stopped_by(trainer, config, timer) -> str | None:
     return "stop_at_step"
 
 
+def stop_message(trainer, config, ended_by: str, output_dir: Path) -> str:
+    """What a session ended by ``stop_at_step``/``stop_after_minutes`` tells its user."""
+    from .checkpoints import latest_checkpoint
+
+    return (f"stopped at step {trainer.state.global_step} of {config.max_steps} ({ended_by}); checkpoint: "
+            f"{latest_checkpoint(output_dir)}; continue with resume_from: latest")
+
+
 def checkpoint_manifest_callback():
     """A callback that signs every checkpoint the Trainer saves
     (:func:`~knowlm_utils.train.checkpoints.write_manifest`: SHA-256 of every file of
@@ -350,6 +358,6 @@ def read_history(output_dir: str | os.PathLike) -> dict[str, list[dict[str, Any]
 
 __all__ = ["LOG_HISTORY", "METRICS", "is_main_process", "resolve_device", "resolve_precision", "training_arguments",
            "AnswerPositions", "answer_only_loss", "make_trainer_class", "resume_sampler", "last_eval", "stop_callback",
-           "time_limit_callback", "session_callbacks", "stopped_by", "checkpoint_manifest_callback",
+           "time_limit_callback", "session_callbacks", "stopped_by", "stop_message", "checkpoint_manifest_callback",
            "log_history_callback",
            "read_history"]
