@@ -84,5 +84,15 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(text.split())
 
 
+def console_main() -> None:
+    """The ``knowlm`` console script: :func:`main`, ended like a training rank (a run that used
+    ``torch.distributed`` leaves its process group and skips the interpreter's teardown, see
+    :mod:`knowlm_utils.train.ranks`). Tests and notebooks call :func:`main`, which only returns."""
+    from .train.ranks import enable_crash_traces, exit_rank
+
+    enable_crash_traces()
+    exit_rank(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

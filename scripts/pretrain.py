@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 from knowlm_utils.config import ConfigError  # noqa: E402
 from knowlm_utils.pretrain import build_arg_parser  # noqa: E402
+from knowlm_utils.train.ranks import enable_crash_traces, exit_rank  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,25 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help="set by the deepspeed launcher")
     args = parser.parse_args(argv)
     try:
-        rc = args.func(args)
+        return args.func(args)
     except (ConfigError, FileNotFoundError) as exc:  # bad input: a short message; other errors keep their traceback
         print(f"pretrain.py: error: {exc}", file=sys.stderr)
         return 2
-    _leave_process_group()  # only after success: a failed rank must not wait for the others
-    return rc
-
-
-def _leave_process_group() -> None:
-    """Under a launcher, after a successful run: wait for every rank, then close the process
-    group, so that no rank exits while another still talks to it (an exit race ends in
-    'terminate called' from the backend)."""
-    torch_dist = sys.modules.get("torch.distributed")
-    if torch_dist is not None and torch_dist.is_available() and torch_dist.is_initialized():
-        try:
-            torch_dist.barrier()
-        finally:
-            torch_dist.destroy_process_group()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    enable_crash_traces()
+    exit_rank(main())  # after success: every rank leaves the process group together (knowlm_utils.train.ranks)
