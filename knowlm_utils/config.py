@@ -267,15 +267,16 @@ class StageConfig(Section):
         data = apply_overrides(_plain(self), overrides)
         return from_dict(type(self), data, where=type(self).__name__)
 
-    def path(self, value: str | os.PathLike) -> Path:
-        """A config path made absolute: from ``workdir`` when the class has that field and it
-        is set (itself relative to ``base_dir``), else from ``base_dir``, else from the cwd."""
+    def path(self, value: str | os.PathLike, *, in_workdir: bool = True) -> Path:
+        """A config path made absolute: from ``workdir`` when the class has that field, it is
+        set (itself relative to ``base_dir``) and ``in_workdir``, else from ``base_dir``, else
+        from the cwd. ``config.path(config.workdir, in_workdir=False)`` is the workdir itself."""
         p = Path(value).expanduser()
         if p.is_absolute():
             return p
         base = Path(self.base_dir).expanduser() if self.base_dir else Path.cwd()
         workdir = getattr(self, "workdir", None)
-        if isinstance(workdir, str) and workdir:
+        if in_workdir and isinstance(workdir, str) and workdir:
             wd = Path(workdir).expanduser()
             base = wd if wd.is_absolute() else base / wd
         return (base / p).resolve()
@@ -574,7 +575,7 @@ def commented_yaml(obj: Any, indent: str = "") -> str:
 def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type, example: str, override_example: str,
                          out: bool = True) -> None:
     """The arguments every config-driven stage command shares: ``CONFIG`` (a YAML), ``--out``,
-    repeatable ``-o key=value``, ``--no-progress`` and ``--print-config``; ``--help`` lists
+    repeatable ``-o key=value``, ``--no-progress``, ``--verbose`` and ``--print-config``; ``--help`` lists
     every field of ``config_cls``. Read them back with :func:`cli_config`."""
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("config", nargs="?", help=f"YAML config (see {example})")
@@ -584,6 +585,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type, exam
     parser.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
                         help=f"override a config value, e.g. -o {override_example} (repeatable)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--verbose", action="store_true",
+                        help="also show the libraries' own notices, warnings and weight-loading bars")
     parser.add_argument("--print-config", action="store_true",
                         help="print the config as commented YAML (the defaults without CONFIG) and exit")
     parser.set_defaults(config_cls=config_cls)
@@ -604,14 +607,21 @@ def stage_command(parser: argparse.ArgumentParser, config_cls: type, example: st
     """Make ``parser`` a config-driven stage command: the shared arguments of
     :func:`add_config_arguments`, optional shortcut flags (``{"--workers": ("workers", int,
     help)}`` = ``-o workers=N``), and a handler that loads the config and calls ``run(config)``
-    (nothing after ``--print-config``). Returns ``parser``."""
+    (nothing after ``--print-config``); without ``--verbose`` the libraries' own notices are
+    kept out of the output (:func:`knowlm_utils.quiet.quiet_library_notices`). Returns ``parser``."""
     add_config_arguments(parser, config_cls, example, override_example, out)
     for flag, (key, tp, help_) in (shortcuts or {}).items():
         parser.add_argument(flag, type=tp, dest=f"{_SHORTCUT}{key}", help=f"{help_} (= -o {key}=VALUE)")
 
     def handler(args: argparse.Namespace) -> int:
         config = cli_config(args)
-        return 0 if config is None else int(run(config) or 0)
+        if config is None:
+            return 0
+        if not args.verbose:
+            from .quiet import quiet_library_notices
+
+            quiet_library_notices()
+        return int(run(config) or 0)
 
     parser.set_defaults(func=handler)
     return parser

@@ -66,12 +66,11 @@ def record_metrics(**metrics: Any) -> None:
 
 
 def quiet_libraries() -> None:
-    """Keep a notebook's output to what it prints: transformers and datasets log errors only and
-    show no progress bars of their own (weight loading, dataset writing), and their deprecation
-    and generation-length notices are not printed. Full logs of training runs go to files. Pandas
+    """Keep a notebook's output to what it prints (:func:`knowlm_utils.quiet.quiet_library_notices`:
+    no library notices, no weight-loading bars; full logs of training runs go to files). Pandas
     tables show a ``$`` in text as a dollar sign (JupyterLab would otherwise typeset the text
     between two of them as maths)."""
-    import warnings
+    from .quiet import quiet_library_notices
 
     try:
         import pandas as pd
@@ -79,34 +78,7 @@ def quiet_libraries() -> None:
         pd.set_option("display.html.use_mathjax", False)
     except ImportError:  # pragma: no cover - a dependency
         pass
-
-    try:
-        import transformers
-
-        transformers.utils.logging.set_verbosity_error()
-        transformers.utils.logging.disable_progress_bar()
-    except ImportError:  # pragma: no cover - a dependency
-        pass
-    try:
-        import datasets
-
-        datasets.utils.logging.set_verbosity_error()
-        datasets.utils.logging.disable_progress_bar()
-    except ImportError:  # pragma: no cover - a dependency
-        pass
-    import logging
-
-    # DeepSpeed (imported by transformers when a model is saved) warns that it found no GPU on a
-    # CPU machine; naming the CPU accelerator up front is what the launcher does for its workers too
-    if "deepspeed" not in sys.modules and "DS_ACCELERATOR" not in os.environ:
-        import torch
-
-        if not torch.cuda.is_available():
-            os.environ["DS_ACCELERATOR"] = "cpu"
-    # bitsandbytes (imported by PEFT) warns on import that an optional CPU kernel package is absent
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
-    for category in (FutureWarning, DeprecationWarning, UserWarning):
-        warnings.filterwarnings("ignore", category=category, module=r"(transformers|torch|peft|datasets)\b.*")
+    quiet_library_notices()
 
 
 class LaunchProgress:

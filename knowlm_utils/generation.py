@@ -691,16 +691,10 @@ def quiet_loading() -> None:
     """No progress bar for loading weights, no notice about an optional bitsandbytes kernel
     package, and none of transformers' or PEFT's deprecation and generation-length notices
     (RoPE models generate past ``max_position_embeddings``): a command's output is what it prints
-    (and an error stays one line)."""
-    import logging
-    import warnings
+    (and an error stays one line). See :func:`knowlm_utils.quiet.quiet_library_notices`."""
+    from .quiet import quiet_library_notices
 
-    import transformers
-
-    transformers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft)\b.*")
+    quiet_library_notices()
 
 
 class Generator:

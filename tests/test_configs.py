@@ -132,6 +132,11 @@ def test_direct_construction_is_validated_too_and_paths_resolve(tmp_path):
     assert cfg.inner == Inner(0.25)
     assert cfg.path("a/b") == tmp_path / "a" / "b" and cfg.path("/abs") == Path("/abs")
     assert cfg.with_overrides({"workdir": "wd"}).path("x") == tmp_path / "wd" / "x"
+    # the workdir itself, and paths that belong beside the YAML, are not taken from the workdir
+    in_wd = cfg.with_overrides({"workdir": "../runs/wd"})
+    assert in_wd.path(in_wd.workdir, in_workdir=False) == (tmp_path / ".." / "runs" / "wd").resolve()
+    assert in_wd.path("x") == (tmp_path / ".." / "runs" / "wd" / "x").resolve()
+    assert in_wd.path("notebooks", in_workdir=False) == tmp_path / "notebooks"
     assert cfg.with_overrides(["steps=7", "inner.rate=0.5"]).steps == 7 and cfg.steps == 3
     with pytest.raises(ConfigError, match="steps: must be >= 1"):
         cfg.with_overrides(["steps=0"])

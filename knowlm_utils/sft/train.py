@@ -94,14 +94,6 @@ def _print(msg: str) -> None:
         print(f"[sft] {msg}", flush=True)
 
 
-def _resolve(config: SFTConfig, value: str) -> Path:
-    """A path of the config: from ``workdir`` when it is set and the path is relative."""
-    p = Path(value).expanduser()
-    if not p.is_absolute() and config.workdir:
-        return config.path(config.workdir) / p
-    return config.path(p)
-
-
 def select_records(records, config: SFTConfig) -> tuple[list[dict], list[dict]]:
     """(IE records of the configured tasks/styles/langs, general records) of one split; the IE
     ones thinned to ``max_train_records`` evenly spaced (every task keeps its share)."""
@@ -170,7 +162,7 @@ def prepare_data(config: SFTConfig, tokenizer) -> _Data:
     """Read, select, prompt and tokenize the train and valid records (see the module docstring)."""
     from .data import TokenizeStats, read_records
 
-    data_dir = _resolve(config, config.data_dir)
+    data_dir = config.path(config.data_dir)
     ie, general = select_records(read_records(data_dir, "train"), config)
     if not ie:
         raise ValueError(f"{data_dir}/train.jsonl has no records of tasks {config.tasks}, styles {config.styles}, "
@@ -223,7 +215,7 @@ def build_sft_model(config: SFTConfig, tokenizer_dir: Path, vocab_size: int):
     from ..pretrain import check_safetensors_model
     from ..train.lora import EMBEDDING_MODULES, wrap_lora
 
-    src = _resolve(config, config.base_model)
+    src = config.path(config.base_model)
     check_safetensors_model(src, "base_model")
     model = AutoModelForCausalLM.from_pretrained(str(src), dtype="float32", use_safetensors=True,
                                                  trust_remote_code=False, local_files_only=True)
@@ -263,12 +255,12 @@ def main(config: SFTConfig | str | os.PathLike, overrides: Overrides = None) -> 
 
     config = SFTConfig.load(config, overrides)
     t_start = time.time()
-    output_dir = _resolve(config, config.output_dir)
+    output_dir = config.path(config.output_dir)
     resume = resolve_resume(config, output_dir)  # verified before anything could load it
     from ..pretrain import check_safetensors_model
 
-    check_safetensors_model(_resolve(config, config.base_model), "base_model")  # before any loading
-    init_adapter = _resolve(config, config.init_adapter) if config.init_adapter else None
+    check_safetensors_model(config.path(config.base_model), "base_model")  # before any loading
+    init_adapter = config.path(config.init_adapter) if config.init_adapter else None
     if init_adapter is not None:
         from ..train.lora import read_adapter_config
 
@@ -278,7 +270,7 @@ def main(config: SFTConfig | str | os.PathLike, overrides: Overrides = None) -> 
         raise ValueError("init_adapter with DeepSpeed ZeRO-3: the model's weights are partitioned before the adapter "
                          "could be checked and copied in; use ZeRO stage 2 (KnowLM-13B's SFT preset) or merge the "
                          "adapter into base_model (knowlm weights merge-lora)")
-    tokenizer_dir = _resolve(config, config.tokenizer or config.base_model)
+    tokenizer_dir = config.path(config.tokenizer or config.base_model)
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True, trust_remote_code=False)
     data = prepare_data(config, tokenizer)
     prompts = PromptSet(config.data.templates, segmentation=config.data.segmentation)
@@ -323,7 +315,7 @@ def main(config: SFTConfig | str | os.PathLike, overrides: Overrides = None) -> 
     else:
         if data.eval:
             final_eval = last_eval(trainer) or trainer.evaluate()
-        final = save_final(trainer, output_dir, tokenizer_dir, lora_base=_resolve(config, config.base_model))
+        final = save_final(trainer, output_dir, tokenizer_dir, lora_base=config.path(config.base_model))
     adapter = None
     if final is not None and trainer.is_world_process_zero():
         n, trained = adapter_tensor_count(final / "adapter")
