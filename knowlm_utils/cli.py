@@ -88,10 +88,9 @@ def console_main() -> None:
     """The ``knowlm`` console script: :func:`main`, ended like a training rank (a run that used
     ``torch.distributed`` leaves its process group and skips the interpreter's teardown, see
     :mod:`knowlm_utils.train.ranks`). Tests and notebooks call :func:`main`, which only returns."""
-    from .train.ranks import enable_crash_traces, exit_rank
+    from .train.ranks import run_rank
 
-    enable_crash_traces()
-    exit_rank(main())
+    run_rank(main)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 from knowlm_utils.config import ConfigError  # noqa: E402
 from knowlm_utils.pretrain import build_arg_parser  # noqa: E402
-from knowlm_utils.train.ranks import enable_crash_traces, exit_rank  # noqa: E402
+from knowlm_utils.train.ranks import run_rank  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,5 +32,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    enable_crash_traces()
-    exit_rank(main())  # after success: every rank leaves the process group together (knowlm_utils.train.ranks)
+    run_rank(main)  # after success every rank leaves the process group together (knowlm_utils.train.ranks)

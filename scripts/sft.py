@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
 from knowlm_utils.cli import main as knowlm  # noqa: E402
-from knowlm_utils.train.ranks import enable_crash_traces, exit_rank  # noqa: E402
+from knowlm_utils.train.ranks import run_rank  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,5 +27,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    enable_crash_traces()
-    exit_rank(main())  # after success: every rank leaves the process group together (knowlm_utils.train.ranks)
+    run_rank(main)  # after success every rank leaves the process group together (knowlm_utils.train.ranks)

@@ -231,8 +231,13 @@ def test_two_process_zero3_run_through_the_deepspeed_launcher(world, tmp_path):
     out = tmp_path / "ds"
     tiny_config(world, out, deepspeed={"stage": 3}, max_steps=3, eval_max_samples_per_type=5)
     log = tmp_path / "ds.log"
+    shm = set(Path("/dev/shm").glob("deepspeed_allreduce_buffer_*"))
     assert launch_pretrain(tmp_path / "ds.yaml", nprocs=2, launcher="deepspeed", overrides=["seed=7"], log_path=log,
                            echo=False) == 0
+    # DeepSpeed's CPU all-reduce made a 69 MB shared-memory segment per rank and never unlinks it:
+    # the ranks removed theirs on the way out (knowlm_utils.train.ranks)
+    assert "deepspeed_shm_comm_op built successfully" in log.read_text("utf-8")
+    assert set(Path("/dev/shm").glob("deepspeed_allreduce_buffer_*")) <= shm
     metrics = json.loads((out / "metrics.json").read_text("utf-8"))
     assert metrics["world_size"] == 2 and metrics["deepspeed_stage"] == 3 and metrics["config"]["seed"] == 7
     # counted from the partitioned ZeRO-3 parameters (their full sizes), it matches the analytic count

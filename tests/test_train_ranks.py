@@ -3,6 +3,7 @@ successful distributed run leaves through os._exit."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -79,3 +80,32 @@ def test_a_fatal_signal_prints_the_python_stack(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == -6
     assert "Fatal Python error: Aborted" in proc.stderr and "where_it_died" in proc.stderr
+
+
+# ------------------------------------------------------------ DeepSpeed's shared memory ---
+DS_ENV = {"WORLD_SIZE": "2", "LOCAL_SIZE": "2", "RANK": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29517"}
+
+
+def test_the_deepspeed_segment_is_named_as_deepspeed_names_it():
+    from knowlm_utils.train.ranks import deepspeed_shm_name
+
+    assert deepspeed_shm_name(DS_ENV) == f"deepspeed_allreduce_buffer_{os.getuid()}_127.0.0.1_29517_1"
+    assert deepspeed_shm_name({k: v for k, v in DS_ENV.items() if k != "LOCAL_SIZE"}) is None  # torchrun: none made
+    assert deepspeed_shm_name({**DS_ENV, "WORLD_SIZE": "4"}) is None  # ranks on several machines: none made
+    assert deepspeed_shm_name({}) is None
+
+
+def test_release_removes_this_ranks_segment_only(tmp_path, monkeypatch):
+    from knowlm_utils.train.ranks import deepspeed_shm_name, release_shared_memory
+
+    for key, value in DS_ENV.items():
+        monkeypatch.setenv(key, value)
+    mine = tmp_path / deepspeed_shm_name()
+    others = [tmp_path / mine.name.replace("_1", "_0"), tmp_path / mine.name.replace("29517", "29518")]
+    for f in (mine, *others):
+        f.write_bytes(b"x")
+    assert release_shared_memory(tmp_path) and not mine.exists() and all(f.exists() for f in others)
+    assert not release_shared_memory(tmp_path)  # nothing left to release
+    monkeypatch.delenv("LOCAL_SIZE")
+    others[0].rename(mine)
+    assert not release_shared_memory(tmp_path) and mine.exists()  # not a deepspeed-launcher run: untouched

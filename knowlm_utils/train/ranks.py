@@ -15,6 +15,13 @@ runs in that teardown: checkpoints, metrics and weights are written atomically a
 before the run returns.
 
 A failed rank skips all of this: it must not wait in a barrier for ranks that will never reach it.
+
+Every rank, failed or not, also removes the shared-memory segment that DeepSpeed's CPU
+communication op created for it (:func:`release_shared_memory`): under the ``deepspeed`` launcher
+on one machine each rank creates ``/dev/shm/deepspeed_allreduce_buffer_<uid>_<addr>_<port>_<rank>``
+(69 MB) and DeepSpeed never unlinks it, so every launch left 69 MB per rank of RAM behind — 330
+segments, 22 GB, after a few hundred test launches on a 24 GB machine, until a run was killed for
+memory.
 """
 
 from __future__ import annotations
@@ -23,7 +30,11 @@ import faulthandler
 import logging
 import os
 import sys
-from typing import NoReturn
+from pathlib import Path
+from typing import Callable, NoReturn
+
+#: DeepSpeed's name for a rank's shared-memory all-reduce buffer (csrc/cpu/comm/shm.cpp)
+DEEPSPEED_SHM_PREFIX = "deepspeed_allreduce_buffer"
 
 
 def enable_crash_traces() -> None:
@@ -49,12 +60,55 @@ def leave_process_group() -> bool:
     return True
 
 
+def deepspeed_shm_name(env: dict[str, str] | None = None) -> str | None:
+    """The shared-memory segment DeepSpeed's CPU communication op creates for this rank (None
+    when it creates none: not under the ``deepspeed`` launcher, which sets LOCAL_SIZE, or ranks
+    spread over several machines)."""
+    env = os.environ if env is None else env
+    size, local = env.get("WORLD_SIZE", ""), env.get("LOCAL_SIZE", "")
+    if not (size.isdigit() and local.isdigit() and int(size) >= 1 and size == local) or not env.get("RANK", "").isdigit():
+        return None
+    return f"{DEEPSPEED_SHM_PREFIX}_{os.getuid()}_{env.get('MASTER_ADDR', '')}_{env.get('MASTER_PORT', '')}_{env['RANK']}"
+
+
+def release_shared_memory(shm_dir: str | os.PathLike = "/dev/shm") -> bool:
+    """Remove this rank's DeepSpeed shared-memory segment (see the module docstring) once no
+    rank needs it; the other ranks keep their mappings. Returns whether one was removed."""
+    name = deepspeed_shm_name()
+    if name is None:
+        return False
+    try:
+        (Path(shm_dir) / name).unlink()
+    except FileNotFoundError:
+        return False
+    except OSError as exc:  # never fail a finished run over it; say what is left
+        print(f"note: could not remove {Path(shm_dir) / name} ({exc.strerror}); delete it to free its memory",
+              file=sys.stderr)
+        return False
+    return True
+
+
+def run_rank(main: Callable[[], int]) -> NoReturn:
+    """Run a training entry point's ``main`` and end the process (:func:`exit_rank`); an
+    exception escapes as usual (a traceback), after this rank's shared memory is released."""
+    enable_crash_traces()
+    try:
+        rc = main()
+    except BaseException:
+        release_shared_memory()
+        raise
+    exit_rank(rc)
+
+
 def exit_rank(rc: int) -> NoReturn:
     """End a training process with ``rc``. A run that used ``torch.distributed`` and succeeded
     leaves its process group, flushes its streams and log handlers, and exits at once
-    (``os._exit``); any other ends as usual (``sys.exit``)."""
+    (``os._exit``); any other ends as usual (``sys.exit``). Either way this rank's DeepSpeed
+    shared memory is released."""
     if rc != 0 or "torch.distributed" not in sys.modules or not leave_process_group():
+        release_shared_memory()
         sys.exit(rc)
+    release_shared_memory()
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         try:
