@@ -1061,5 +1061,11 @@ def launch_stage(script: str | os.PathLike, config_path: str | os.PathLike, npro
                                  launcher=launcher, extensions_dir=extensions_dir)
     if plan.device == "cpu" and "OMP_NUM_THREADS" not in os.environ:  # share the cores, do not oversubscribe them
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // plan.nprocs))
-    return run_launcher(argv, env, log_path=log_path, echo=echo, cwd=str(Path(script).resolve().parent.parent),
-                        on_output=on_output)
+    try:
+        return run_launcher(argv, env, log_path=log_path, echo=echo, cwd=str(Path(script).resolve().parent.parent),
+                            on_output=on_output)
+    finally:
+        if plan.hostfile is None and launcher == "deepspeed":  # ranks killed by the launcher leave theirs
+            from .train.ranks import release_launch_shared_memory
+
+            release_launch_shared_memory(env, plan.nprocs)

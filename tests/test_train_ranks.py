@@ -109,3 +109,15 @@ def test_release_removes_this_ranks_segment_only(tmp_path, monkeypatch):
     monkeypatch.delenv("LOCAL_SIZE")
     others[0].rename(mine)
     assert not release_shared_memory(tmp_path) and mine.exists()  # not a deepspeed-launcher run: untouched
+
+
+def test_the_launcher_side_removes_what_killed_ranks_left(tmp_path):
+    from knowlm_utils.train.ranks import deepspeed_shm_name, release_launch_shared_memory
+
+    env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29517", "PATH": "/usr/bin"}
+    left = [tmp_path / deepspeed_shm_name({**DS_ENV, "RANK": str(r)}) for r in (0, 1)]
+    left[1].write_bytes(b"x")  # rank 0 cleaned up, rank 1 was killed
+    unrelated = tmp_path / deepspeed_shm_name({**DS_ENV, "MASTER_PORT": "1", "RANK": "1"})
+    unrelated.write_bytes(b"x")
+    assert release_launch_shared_memory(env, 2, tmp_path) == 1
+    assert not any(f.exists() for f in left) and unrelated.exists()

@@ -71,10 +71,11 @@ def deepspeed_shm_name(env: dict[str, str] | None = None) -> str | None:
     return f"{DEEPSPEED_SHM_PREFIX}_{os.getuid()}_{env.get('MASTER_ADDR', '')}_{env.get('MASTER_PORT', '')}_{env['RANK']}"
 
 
-def release_shared_memory(shm_dir: str | os.PathLike = "/dev/shm") -> bool:
+def release_shared_memory(shm_dir: str | os.PathLike = "/dev/shm", env: dict[str, str] | None = None) -> bool:
     """Remove this rank's DeepSpeed shared-memory segment (see the module docstring) once no
-    rank needs it; the other ranks keep their mappings. Returns whether one was removed."""
-    name = deepspeed_shm_name()
+    rank needs it; the other ranks keep their mappings. ``env``: another rank's environment
+    (default this process's). Returns whether one was removed."""
+    name = deepspeed_shm_name(env)
     if name is None:
         return False
     try:
@@ -86,6 +87,15 @@ def release_shared_memory(shm_dir: str | os.PathLike = "/dev/shm") -> bool:
               file=sys.stderr)
         return False
     return True
+
+
+def release_launch_shared_memory(env: dict[str, str], nprocs: int, shm_dir: str | os.PathLike = "/dev/shm") -> int:
+    """After a one-machine ``deepspeed`` launch with ``env`` (its MASTER_ADDR/MASTER_PORT) and
+    ``nprocs`` ranks ended, however it ended: remove the segments of ranks that could not
+    (killed by the launcher when another rank failed). Returns how many were left."""
+    n = str(nprocs)
+    return sum(release_shared_memory(shm_dir, {**env, "WORLD_SIZE": n, "LOCAL_SIZE": n, "RANK": str(rank)})
+               for rank in range(nprocs))
 
 
 def run_rank(main: Callable[[], int]) -> NoReturn:
