@@ -324,7 +324,8 @@ def iter_records(src: SourceConfig, path: Path, max_line_bytes: int = 16 * 2**20
 
 
 # ----------------------------------------------------------------------------- building ---
-def _log_bin(n_chars: int) -> int:
+def log_bin(n_chars: int) -> int:
+    """The length-histogram bin of a document of ``n_chars`` characters (log10 bins, LENGTH_BINS)."""
     return int(np.searchsorted(LENGTH_BINS, np.log10(max(n_chars, 1)), side="right") - 1)
 
 
@@ -350,7 +351,8 @@ class _ShardWriter:
             self.ctx = self.fh = None
 
 
-def _new_source_stats(src: SourceConfig, files: list[Path]) -> dict[str, Any]:
+def new_source_stats(src: SourceConfig, files: list[Path]) -> dict[str, Any]:
+    """The empty counters of one source in ``stats.json`` (shared with the datatrove build)."""
     return {"language": src.language, "files": [str(f) for f in files], "lines_read": {},
             "records": 0, "kept": 0, "filtered": 0, "duplicates": 0, "skipped": 0, "repaired": 0,
             "by_rule": Counter(), "by_skip": Counter(), "chars_in": 0, "chars_kept": 0,
@@ -436,9 +438,9 @@ def build(config: CorpusConfig, output_dir: str | os.PathLike | None = None) -> 
             pool = process_pool(n_workers, _worker_init, (config,))
         with atomic_open(tmp / "removed.jsonl") as removed_fh, atomic_open(tmp / "skipped.jsonl") as skipped_fh:
             for src in config.sources:
-                st = stats[src.name] = _new_source_stats(src, files[src.name])
+                st = stats[src.name] = new_source_stats(src, files[src.name])
                 _build_source(config, src, files[src.name], st, dedup, analyser, pool, tmp, removed_fh, skipped_fh)
-        result = _finalize_stats(config, stats, time.perf_counter() - t0)
+        result = finalize_stats(config, stats, time.perf_counter() - t0)
         write_json_atomic(tmp / "stats.json", result)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -505,7 +507,7 @@ def _limited(config: CorpusConfig, src: SourceConfig, files: list[Path], bar, n_
             yield rec, skip_rules
 
 
-def _file_labels(files: list[Path]) -> dict[str, str | None]:
+def file_labels(files: list[Path]) -> dict[str, str | None]:
     """The file part of document ids: none for a one-file source, else the file name — or,
     when names repeat (a ``**`` glob over folders), the path below the files' common folder,
     so ids stay unique."""
@@ -519,7 +521,7 @@ def _file_labels(files: list[Path]) -> dict[str, str | None]:
 
 def _build_source(config, src, files, st, dedup, analyser, pool, tmp, removed_fh, skipped_fh) -> None:
     writer = _ShardWriter(tmp / src.name, config.shard_max_docs)
-    labels = _file_labels(files)
+    labels = file_labels(files)
     total_bytes = sum(f.stat().st_size for f in files)
     bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc=f"corpus:{src.name}",
                disable=not config.progress, mininterval=1.0)
@@ -548,7 +550,7 @@ def _process_doc(src, rec, rule, fp, st, dedup, writer, removed_fh, label: str |
     text = rec.text
     n = len(text)
     st["chars_in"] += n
-    st["hist_before"][_log_bin(n)] += 1
+    st["hist_before"][log_bin(n)] += 1
     doc_id = f"{src.name}:{rec.line}" if label is None else f"{src.name}:{label}:{rec.line}"
     dup_of = None
     if rule is None:
@@ -568,12 +570,14 @@ def _process_doc(src, rec, rule, fp, st, dedup, writer, removed_fh, label: str |
     st["kept"] += 1
     st["repaired"] += rec.repaired
     st["chars_kept"] += n
-    st["hist_after"][_log_bin(n)] += 1
+    st["hist_after"][log_bin(n)] += 1
     writer.write({"id": doc_id, "text": text, "source": src.name, "lang": src.language,
                   "file": rec.file, "line": rec.line})
 
 
-def _finalize_stats(config: CorpusConfig, stats: dict[str, Any], wall_s: float) -> dict[str, Any]:
+def finalize_stats(config: CorpusConfig, stats: dict[str, Any], wall_s: float) -> dict[str, Any]:
+    """``stats.json`` from the per-source counters: totals, rates and histograms (shared with the
+    datatrove build, so both write the same report)."""
     keys = ("records", "kept", "filtered", "duplicates", "skipped", "repaired", "chars_in", "chars_kept")
     totals = {k: sum(s[k] for s in stats.values()) for k in keys}
     for name, s in stats.items():

@@ -315,14 +315,14 @@ class CorpusMerge(PipelineStep):
         import shutil
         import time
 
-        from ..corpus import _finalize_stats, _log_bin, _new_source_stats  # the single-machine stats format
+        from ..corpus import finalize_stats, log_bin, new_source_stats  # the single-machine stats format
 
         plan = load_plan(self.work_dir)
         cfg = self.config
         out = Path(plan.output_dir)
         num_perm = plan.num_perm if cfg.dedup.near else 0
         files_of = {i: [Path(f["path"]) for f in plan.files if f["source"] == i] for i in range(len(cfg.sources))}
-        stats = {src.name: _new_source_stats(src, files_of[i]) for i, src in enumerate(cfg.sources)}
+        stats = {src.name: new_source_stats(src, files_of[i]) for i, src in enumerate(cfg.sources)}
         tmp = temp_dir_beside(out)
         writer: _LineShards | None = None
         try:
@@ -342,13 +342,13 @@ class CorpusMerge(PipelineStep):
                             stats[cfg.sources[current_source].name]["shards"] = writer.files
                         writer, current_source = _LineShards(tmp / src.name, cfg.shard_max_docs), f["source"]
                     self._merge_file(g, f, src.name, stats[src.name], rank_files, writer, removed_fh, skipped_fh,
-                                     _log_bin)
+                                     log_bin)
                 if rank_files is not None:
                     rank_files.close()
                 if writer is not None:
                     writer.close()
                     stats[cfg.sources[current_source].name]["shards"] = writer.files
-            result = _finalize_stats(cfg, stats, time.time() - plan.started)
+            result = finalize_stats(cfg, stats, time.time() - plan.started)
             write_json_atomic(tmp / "stats.json", result)
         except BaseException as exc:
             if writer is not None:

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..corpus import CorpusConfig, source_files
+from ..corpus import CorpusConfig, file_labels, source_files
 from ..fileio import read_json, write_json_atomic
 
 PLAN_FILE = "plan.json"
@@ -78,12 +78,6 @@ def band_layout(threshold: float, num_perm: int) -> tuple[int, int]:
     return int(lsh.b), int(lsh.r)
 
 
-def _file_labels(files: list[Path]) -> dict[str, str | None]:
-    from ..corpus import _file_labels as labels  # the same document ids as the single-machine build
-
-    return labels(files)
-
-
 def make_plan(config: CorpusConfig, out: Path, work_dir: Path, tasks: int) -> Plan:
     """Resolve every source's files and split them over ``tasks`` ranks (contiguous runs of the
     global file list, so each rank's outputs are in document order)."""
@@ -91,7 +85,7 @@ def make_plan(config: CorpusConfig, out: Path, work_dir: Path, tasks: int) -> Pl
     stamp = []
     for i, src in enumerate(config.sources):
         paths = source_files(src, config.base_dir)
-        labels = _file_labels(paths)
+        labels = file_labels(paths)  # the same document ids as the single-machine build
         for p in paths:
             files.append({"source": i, "path": str(p), "label": labels[str(p)]})
             st = p.stat()
