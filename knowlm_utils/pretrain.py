@@ -66,7 +66,8 @@ from .train.lora import STAGES, apply_stage, trainable_parameter_count
 EMBEDDING_INITS = ("mean", "subword")
 from .train.sampling import RankBatchSampler
 from .train.trainer import (LOG_HISTORY, METRICS, is_main_process, last_eval, make_trainer_class, resume_sampler,
-                            session_callbacks, stop_message, stopped_by, training_arguments)
+                            fit_message, follow_schedule_fit, session_callbacks, stop_message, stopped_by,
+                            training_arguments)
 
 
 # ============================================================================ config ======
@@ -376,6 +377,7 @@ def main(config: PretrainConfig | str | os.PathLike, overrides: Overrides = None
     output_dir = config.path(config.output_dir)
     # first of all: a checkpoint to resume from is verified before anything could load it
     resume = resolve_resume(config, output_dir)
+    config, fit = follow_schedule_fit(config, output_dir, resume, log=_print)
     rt = resolve_runtime(config)
     from .train.dataset import TokenIndexDataset
     from .train.sampling import ProportionalBatchSampler
@@ -400,10 +402,10 @@ def main(config: PretrainConfig | str | os.PathLike, overrides: Overrides = None
     evaluator = TypedEvaluator(TokenIndexDataset(data.valid) if data.valid is not None else None, data.eval_indices,
                                CausalLMCollator(pad_id, config.seq_length, pad_source),
                                config.eval_batch_size, unigram)
-    callbacks, timer = session_callbacks(config, output_dir, t_start)
+    session = session_callbacks(config, output_dir, t_start, fit)
     trainer = make_trainer_class()(model=m.model, args=args, train_dataset=TokenIndexDataset(data.train),
                                    eval_dataset=evaluator.dataset if data.has_eval else None, data_collator=collator,
-                                   callbacks=callbacks, batch_sampler_factory=batch_sampler_factory,
+                                   callbacks=session.callbacks, batch_sampler_factory=batch_sampler_factory,
                                    evaluator=evaluator)
     resume = resume_sampler(trainer, config, output_dir, end_micro, resume, log=_print)
 
@@ -414,7 +416,10 @@ def main(config: PretrainConfig | str | os.PathLike, overrides: Overrides = None
         write_json_atomic(output_dir / "deepspeed_config.json", rt.ds_config)
     train_out = trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
     eval_seconds_in_loop = evaluator.seconds
-    ended_by = stopped_by(trainer, config, timer)
+    if session.fitter is not None and session.fitter.fit is not None:
+        _print(fit_message(session.fitter.fit))
+    config = session.effective_config(config)
+    ended_by = stopped_by(trainer, config, session.timer)
     final_eval, final = _finish(trainer, config, data.has_eval, tokenizer_dir, output_dir, ended_by)
 
     tokens_seen = int(trainer.state.num_input_tokens_seen)
@@ -423,7 +428,8 @@ def main(config: PretrainConfig | str | os.PathLike, overrides: Overrides = None
     metrics: dict[str, Any] = {
         "final_dir": str(final) if final else None, "output_dir": str(output_dir), "completed": final is not None,
         "global_step": int(trainer.state.global_step), "max_steps": config.max_steps,
-        "resumed_from": str(resume) if resume else None, "stopped_by": ended_by, "device": rt.device,
+        "resumed_from": str(resume) if resume else None, "stopped_by": ended_by, "schedule_fit": session.fitted(),
+        "device": rt.device,
         "precision": rt.precision, "world_size": world, "deepspeed_stage": zero_stage(rt.ds_config),
         "stage": config.stage, "parameters": m.total, "trainable_parameters": m.trainable,
         "vocab_size": m.vocab_size, "pad_id": pad_id, "pad_source": pad_source,

@@ -186,6 +186,51 @@ def test_stop_after_minutes_saves_where_the_time_ran_out(world, tmp_path, capsys
     assert second["completed"] and second["stopped_by"] is None and second["global_step"] == 4
 
 
+def _lrs(output_dir: Path) -> dict[int, float]:
+    history = json.loads((output_dir / "log_history.json").read_text("utf-8"))
+    return {h["step"]: h["learning_rate"] for h in history if "learning_rate" in h}
+
+
+def test_fit_schedule_minutes_sizes_the_run_to_the_time_and_a_resume_follows_the_fit(world, tmp_path, capsys):
+    """After 3 measured steps the run fits max_steps to 12 s (less than the configured 100,000)
+    and the cosine decays to 0 at that step; a run interrupted after the fit resumes on the same
+    curve and completes at the same step."""
+    from transformers import get_scheduler
+
+    from knowlm_utils.train.schedule_fit import SCHEDULE_FIT
+
+    kw = dict(max_steps=100_000, fit_schedule_minutes=0.2, fit_calibration_steps=3, valid_index=None)
+    out = tmp_path / "fit"
+    # interrupted at step 6, after the fit at step 4 (step 1 is not measured)
+    first = main(tiny_config(world, out, stop_at_step=6, **kw))
+    fit = json.loads((out / SCHEDULE_FIT).read_text("utf-8"))
+    assert fit["fitted_at_step"] == 4 and fit["configured_max_steps"] == 100_000 and 6 < fit["max_steps"] < 100_000
+    # the end step is where the measured pace uses up the budget
+    budget_steps = (12 - fit["elapsed_s"]) / fit["seconds_per_step"]
+    assert fit["max_steps"] - fit["fitted_at_step"] == int(budget_steps)
+    assert first["stopped_by"] == "stop_at_step" and first["schedule_fit"] == fit
+    assert f"of {fit['max_steps']} (stop_at_step)" in capsys.readouterr().out
+
+    second = main(tiny_config(world, out, resume_from="latest", **kw))
+    n = fit["max_steps"]
+    assert second["completed"] and second["stopped_by"] is None and second["global_step"] == n == second["max_steps"]
+    assert second["schedule_fit"] == fit and "schedule: max_steps" in capsys.readouterr().out
+    # the learning rates are the configured curve up to the fit, then the fitted one, down to 0 at the end
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=3e-3)
+    long_curve = get_scheduler("cosine", opt, num_warmup_steps=1, num_training_steps=100_000).lr_lambdas[0]
+    fitted = get_scheduler("cosine", opt, num_warmup_steps=1, num_training_steps=n).lr_lambdas[0]
+    lrs = _lrs(out)  # the rate logged at step s is the one step s used, set after step s - 1
+    assert all(abs(lrs[s] - 3e-3 * long_curve(s - 1)) < 1e-12 for s in range(1, 6))  # fitted after step 4
+    assert all(abs(lrs[s] - 3e-3 * fitted(s - 1)) < 1e-12 for s in range(6, n + 1))
+    assert lrs[n] < 3e-3 * 1e-3 and fitted(n) == 0.0  # the decay ends with the run
+
+    # a fresh run fits again; a schedule that does not decay cannot be fitted
+    with pytest.raises(ValueError, match="fit_schedule_minutes needs a schedule that decays to an end step"):
+        tiny_config(world, tmp_path / "const", lr_scheduler="constant_with_warmup", **kw)
+    with pytest.raises(ValueError, match=r"fit_reserve_minutes \(0.5\) must be less than fit_schedule_minutes"):
+        tiny_config(world, tmp_path / "res", fit_reserve_minutes=0.5, **kw)
+
+
 def test_two_stage_training_changes_only_the_right_parameters(world, tmp_path, capsys):
     from transformers import AutoModelForCausalLM
 

@@ -179,6 +179,18 @@ def test_stop_after_minutes_ends_the_session_with_a_checkpoint_and_resume_finish
 
 
 
+def test_fit_schedule_minutes_completes_the_sft_run_where_the_time_ends(base_model, ie_dir, tmp_path, capsys):
+    """60 ms from the stage's start are gone by the fit (data preparation counts): the run ends at
+    the fitting step as a completed run, final adapter saved, with the fit in its metrics."""
+    out = tmp_path / "fit"
+    m = sft.main(SMOKE, _cfg(base_model, ie_dir, out, "fit_schedule_minutes=0.001", "fit_calibration_steps=2"))
+    fit = json.loads((out / "schedule_fit.json").read_text("utf-8"))
+    assert fit["fitted_at_step"] == 3 and fit["max_steps"] == 3 and fit["configured_max_steps"] == 6
+    assert m["completed"] and m["stopped_by"] is None and m["global_step"] == m["max_steps"] == 3
+    assert m["schedule_fit"] == fit and (out / "final" / "adapter" / "adapter_model.safetensors").is_file()
+    assert "schedule fitted at step 3" in capsys.readouterr().out
+
+
 def test_answer_only_logits_give_the_same_loss_and_gradients(base_model, ie_dir, tmp_path):
     """The head and the softmax see the answer positions only: the loss and every parameter's
     gradient are those of ``model(**batch).loss`` (one batch, one process: to rounding)."""

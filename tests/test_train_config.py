@@ -47,19 +47,21 @@ def _time_limit_rank(rank: int, port: int, results) -> None:
 
     import torch.distributed as dist
 
+    from knowlm_utils.train.schedule_fit import _slowest
     from knowlm_utils.train.trainer import _any_rank
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=2)
     try:
-        results[rank] = (_any_rank(rank == 0), _any_rank(False))
+        results[rank] = (_any_rank(rank == 0), _any_rank(False), tuple(_slowest(rank + 1.0, 10.0 * rank)))
     finally:
         dist.destroy_process_group()
 
 
 def test_a_time_limit_reached_on_one_rank_stops_every_rank():
     """stop_after_minutes: the ranks' clocks differ, the decision must not (or one rank waits
-    for the others in the next all-reduce for ever)."""
+    for the others in the next all-reduce for ever); fit_schedule_minutes fits every rank's
+    schedule to the slowest rank's pace."""
     import socket
 
     import torch.multiprocessing as mp
@@ -69,4 +71,4 @@ def test_a_time_limit_reached_on_one_rank_stops_every_rank():
         port = s.getsockname()[1]
     results = mp.Manager().dict()
     mp.spawn(_time_limit_rank, args=(port, results), nprocs=2, join=True)
-    assert dict(results) == {0: (True, False), 1: (True, False)}
+    assert dict(results) == {0: (True, False, (2.0, 10.0)), 1: (True, False, (2.0, 10.0))}

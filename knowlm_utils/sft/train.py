@@ -249,7 +249,8 @@ def main(config: SFTConfig | str | os.PathLike, overrides: Overrides = None) -> 
     from ..train.lora import trainable_parameter_count
     from ..train.sampling import ProportionalBatchSampler, RankBatchSampler
     from ..train.trainer import (LOG_HISTORY, METRICS, last_eval, make_trainer_class, resume_sampler,
-                                 session_callbacks, stop_message, stopped_by, training_arguments)
+                                 fit_message, follow_schedule_fit, session_callbacks, stop_message, stopped_by,
+                                 training_arguments)
     from .data import SFTCollator
     from .prompter import PromptSet
 
@@ -257,6 +258,7 @@ def main(config: SFTConfig | str | os.PathLike, overrides: Overrides = None) -> 
     t_start = time.time()
     output_dir = config.path(config.output_dir)
     resume = resolve_resume(config, output_dir)  # verified before anything could load it
+    config, fit = follow_schedule_fit(config, output_dir, resume, log=_print)
     from ..pretrain import check_safetensors_model
 
     check_safetensors_model(config.path(config.base_model), "base_model")  # before any loading
@@ -296,9 +298,9 @@ def main(config: SFTConfig | str | os.PathLike, overrides: Overrides = None) -> 
         return RankBatchSampler(sampler, rank, world, start, end_micro)
 
     evaluator = TypedEvaluator(data.eval, eval_indices(data.eval_ranges, None), collator, config.eval_batch_size, {})
-    callbacks, timer = session_callbacks(config, output_dir, t_start)
+    session = session_callbacks(config, output_dir, t_start, fit)
     trainer = make_trainer_class()(model=model, args=args, train_dataset=data.train,
-                                   eval_dataset=data.eval or None, data_collator=collator, callbacks=callbacks,
+                                   eval_dataset=data.eval or None, data_collator=collator, callbacks=session.callbacks,
                                    batch_sampler_factory=batch_sampler_factory, evaluator=evaluator,
                                    answer_logits_only=config.answer_logits_only)
     resume = resume_sampler(trainer, config, output_dir, end_micro, resume, log=_print)
@@ -309,7 +311,10 @@ def main(config: SFTConfig | str | os.PathLike, overrides: Overrides = None) -> 
     train_out = trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
     eval_seconds_in_loop = evaluator.seconds  # the final evaluation below is not part of train_runtime
     final_eval, final = {}, None
-    ended_by = stopped_by(trainer, config, timer)
+    if session.fitter is not None and session.fitter.fit is not None:
+        _print(fit_message(session.fitter.fit))
+    config = session.effective_config(config)
+    ended_by = stopped_by(trainer, config, session.timer)
     if ended_by is not None:
         _print(stop_message(trainer, config, ended_by, output_dir))
     else:
@@ -328,18 +333,18 @@ def main(config: SFTConfig | str | os.PathLike, overrides: Overrides = None) -> 
                    "bytes": (final / "adapter" / "adapter_model.safetensors").stat().st_size}
     runtime = float(train_out.metrics.get("train_runtime", float("nan")))
     tokens = int(trainer.state.num_input_tokens_seen)
-    session = tokens - int(getattr(trainer, "_initial_num_input_tokens_seen", 0) or 0)
+    session_tokens = tokens - int(getattr(trainer, "_initial_num_input_tokens_seen", 0) or 0)
     spent = runtime - eval_seconds_in_loop
     metrics: dict[str, Any] = {
         "final_dir": str(final) if final else None, "output_dir": str(output_dir), "completed": final is not None,
         "global_step": int(trainer.state.global_step), "max_steps": config.max_steps,
-        "resumed_from": str(resume) if resume else None, "stopped_by": ended_by,
+        "resumed_from": str(resume) if resume else None, "stopped_by": ended_by, "schedule_fit": session.fitted(),
         "init_adapter": str(init_adapter) if init_adapter is not None and resume is None else None,
         "device": rt.device, "precision": rt.precision,
         "world_size": args.world_size, "deepspeed_stage": zero_stage(rt.ds_config),
         "parameters": total, "trainable_parameters": trainable, "trains": what, "full_embeddings": full,
         "vocab_size": len(tokenizer), "tokens_seen": tokens, "train_runtime_s": runtime,
-        "tokens_per_s": session / spent if spent > 0 else None, "train_loss": train_out.metrics.get("train_loss"),
+        "tokens_per_s": session_tokens / spent if spent > 0 else None, "train_loss": train_out.metrics.get("train_loss"),
         "proportions": data.proportions, "counts_per_batch": sampler.counts_per_batch, "data": data.stats,
         "final_eval": final_eval, "adapter": adapter, "wall_s": time.time() - t_start, "config": config.to_dict(),
     }

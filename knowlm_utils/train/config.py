@@ -89,6 +89,15 @@ class TrainingArgs(Section):
                                              "minutes since the stage started (Megatron's --exit-duration-in-mins: "
                                              "set it a few minutes under a Slurm job's time limit, then rerun with "
                                              "resume_from: latest; the schedule still follows max_steps)")
+    fit_schedule_minutes: float | None = field(None, gt=0, help="fit the run to this much wall time since the stage "
+                                               "started: after fit_calibration_steps steps the measured time per step "
+                                               "sets max_steps (at most the configured one) so that the learning-rate "
+                                               "decay ends when the time is up, and the run completes there; "
+                                               "OUTPUT/schedule_fit.json records the fit, which a resumed run follows")
+    fit_calibration_steps: int = field(20, ge=1, help="steps measured before fit_schedule_minutes fits the schedule "
+                                                      "(the session's first step is not measured)")
+    fit_reserve_minutes: float = field(0.0, ge=0, help="minutes of fit_schedule_minutes kept for the final evaluation "
+                                                       "and save")
     dataloader_workers: int = field(0, ge=0, help="DataLoader worker processes (0: load in the training process)")
     progress: bool = field(True, help="show the Trainer's progress bar")
 
@@ -97,6 +106,15 @@ class TrainingArgs(Section):
         if len(self.betas) != 2:
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
         check_spec(self.deepspeed)
+        if self.fit_schedule_minutes is not None:
+            from .schedule_fit import FITTABLE
+
+            if self.lr_scheduler not in FITTABLE:
+                raise ValueError(f"fit_schedule_minutes needs a schedule that decays to an end step, one of "
+                                 f"{list(FITTABLE)}; lr_scheduler is {self.lr_scheduler!r}")
+            if self.fit_reserve_minutes >= self.fit_schedule_minutes:
+                raise ValueError(f"fit_reserve_minutes ({self.fit_reserve_minutes}) must be less than "
+                                 f"fit_schedule_minutes ({self.fit_schedule_minutes})")
 
     @property
     def eval_batch_size(self) -> int:

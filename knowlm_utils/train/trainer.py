@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -270,18 +271,60 @@ def time_limit_callback(minutes: float, started: float | None = None):
     return StopAfterMinutes()
 
 
-def session_callbacks(config, output_dir: Path, started: float):
-    """The callbacks of every training session: the live log, signed checkpoints, and the ends
-    a config asks for (``stop_at_step``, ``stop_after_minutes`` counted from ``started``).
-    Returns (callbacks, the time-limit callback or None)."""
-    callbacks = [log_history_callback(output_dir), checkpoint_manifest_callback()]
+@dataclass
+class Session:
+    """The callbacks of one training session and the ends it may come to."""
+
+    callbacks: list
+    timer: Any = None  #: the stop_after_minutes callback (None: no time limit)
+    fitter: Any = None  #: the fit_schedule_minutes callback (None: no fit, or the run follows ``fit``)
+    fit: dict[str, Any] | None = None  #: the fit an interrupted run made, which this one follows
+
+    def fitted(self) -> dict[str, Any] | None:
+        """The schedule fit in force after training (None: the configured max_steps)."""
+        return self.fit or (self.fitter.fit if self.fitter is not None else None)
+
+    def effective_config(self, config):
+        """``config`` with the fitted ``max_steps``: a run that reached it completed."""
+        fit = self.fitted()
+        return config if fit is None else config.with_overrides({"max_steps": fit["max_steps"]})
+
+
+def session_callbacks(config, output_dir: Path, started: float, fit: dict[str, Any] | None = None) -> Session:
+    """The callbacks of every training session: the live log, signed checkpoints, the ends a
+    config asks for (``stop_at_step``, ``stop_after_minutes`` counted from ``started``) and the
+    ``fit_schedule_minutes`` fit (unless the run follows ``fit``, an interrupted run's)."""
+    from .schedule_fit import schedule_fit_callback
+
+    session = Session([log_history_callback(output_dir), checkpoint_manifest_callback()], fit=fit)
     if config.stop_at_step is not None and config.stop_at_step < config.max_steps:
-        callbacks.append(stop_callback(config.stop_at_step))
-    timer = None
+        session.callbacks.append(stop_callback(config.stop_at_step))
     if config.stop_after_minutes is not None:
-        timer = time_limit_callback(config.stop_after_minutes, started)
-        callbacks.append(timer)
-    return callbacks, timer
+        session.timer = time_limit_callback(config.stop_after_minutes, started)
+        session.callbacks.append(session.timer)
+    if config.fit_schedule_minutes is not None and fit is None:
+        session.fitter = schedule_fit_callback(config, output_dir, started)
+        session.callbacks.append(session.fitter)
+    return session
+
+
+def follow_schedule_fit(config, output_dir: Path, resume: Path | None, log=print):
+    """(config, fit): a run resumed after its schedule was fitted takes the fitted ``max_steps``
+    (``OUTPUT/schedule_fit.json``); any other run keeps its config (fit None)."""
+    from .schedule_fit import SCHEDULE_FIT, read_schedule_fit
+
+    fit = read_schedule_fit(config, output_dir, resume)
+    if fit is None:
+        return config, None
+    log(f"schedule: max_steps {fit['max_steps']} (fitted to fit_schedule_minutes at step {fit.get('fitted_at_step')}; "
+        f"{output_dir / SCHEDULE_FIT})")
+    return config.with_overrides({"max_steps": fit["max_steps"]}), fit
+
+
+def fit_message(fit: dict[str, Any]) -> str:
+    """What a run whose schedule was fitted tells its user."""
+    return (f"schedule fitted at step {fit['fitted_at_step']}: {fit['seconds_per_step']:.3g} s/step → max_steps "
+            f"{fit['max_steps']} of {fit['configured_max_steps']} in {fit['minutes']:g} min")
 
 
 def stopped_by(trainer, config, timer) -> str | None:
@@ -358,6 +401,6 @@ def read_history(output_dir: str | os.PathLike) -> dict[str, list[dict[str, Any]
 
 __all__ = ["LOG_HISTORY", "METRICS", "is_main_process", "resolve_device", "resolve_precision", "training_arguments",
            "AnswerPositions", "answer_only_loss", "make_trainer_class", "resume_sampler", "last_eval", "stop_callback",
-           "time_limit_callback", "session_callbacks", "stopped_by", "stop_message", "checkpoint_manifest_callback",
+           "time_limit_callback", "Session", "session_callbacks", "follow_schedule_fit", "fit_message", "stopped_by", "stop_message", "checkpoint_manifest_callback",
            "log_history_callback",
            "read_history"]
