@@ -401,6 +401,5 @@ def read_history(output_dir: str | os.PathLike) -> dict[str, list[dict[str, Any]
 
 __all__ = ["LOG_HISTORY", "METRICS", "is_main_process", "resolve_device", "resolve_precision", "training_arguments",
            "AnswerPositions", "answer_only_loss", "make_trainer_class", "resume_sampler", "last_eval", "stop_callback",
-           "time_limit_callback", "Session", "session_callbacks", "follow_schedule_fit", "fit_message", "stopped_by", "stop_message", "checkpoint_manifest_callback",
-           "log_history_callback",
-           "read_history"]
+           "time_limit_callback", "Session", "session_callbacks", "follow_schedule_fit", "fit_message", "stopped_by",
+           "stop_message", "checkpoint_manifest_callback", "log_history_callback", "read_history"]
