@@ -66,8 +66,7 @@ from .train.lora import STAGES, apply_stage, trainable_parameter_count
 EMBEDDING_INITS = ("mean", "subword")
 from .train.sampling import RankBatchSampler
 from .train.trainer import (LOG_HISTORY, METRICS, is_main_process, last_eval, make_trainer_class, resume_sampler,
-                            fit_message, follow_schedule_fit, session_callbacks, stop_message, stopped_by,
-                            training_arguments)
+                            follow_schedule_fit, session_callbacks, stop_message, stopped_by, training_arguments)
 
 
 # ============================================================================ config ======
@@ -416,9 +415,7 @@ def main(config: PretrainConfig | str | os.PathLike, overrides: Overrides = None
         write_json_atomic(output_dir / "deepspeed_config.json", rt.ds_config)
     train_out = trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
     eval_seconds_in_loop = evaluator.seconds
-    if session.fitter is not None and session.fitter.fit is not None:
-        _print(fit_message(session.fitter.fit))
-    config = session.effective_config(config)
+    config = session.effective_config(config, log=_print)
     ended_by = stopped_by(trainer, config, session.timer)
     final_eval, final = _finish(trainer, config, data.has_eval, tokenizer_dir, output_dir, ended_by)
 

@@ -249,8 +249,7 @@ def main(config: SFTConfig | str | os.PathLike, overrides: Overrides = None) -> 
     from ..train.lora import trainable_parameter_count
     from ..train.sampling import ProportionalBatchSampler, RankBatchSampler
     from ..train.trainer import (LOG_HISTORY, METRICS, last_eval, make_trainer_class, resume_sampler,
-                                 fit_message, follow_schedule_fit, session_callbacks, stop_message, stopped_by,
-                                 training_arguments)
+                                 follow_schedule_fit, session_callbacks, stop_message, stopped_by, training_arguments)
     from .data import SFTCollator
     from .prompter import PromptSet
 
@@ -311,9 +310,7 @@ def main(config: SFTConfig | str | os.PathLike, overrides: Overrides = None) -> 
     train_out = trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
     eval_seconds_in_loop = evaluator.seconds  # the final evaluation below is not part of train_runtime
     final_eval, final = {}, None
-    if session.fitter is not None and session.fitter.fit is not None:
-        _print(fit_message(session.fitter.fit))
-    config = session.effective_config(config)
+    config = session.effective_config(config, log=_print)
     ended_by = stopped_by(trainer, config, session.timer)
     if ended_by is not None:
         _print(stop_message(trainer, config, ended_by, output_dir))

@@ -284,8 +284,11 @@ class Session:
         """The schedule fit in force after training (None: the configured max_steps)."""
         return self.fit or (self.fitter.fit if self.fitter is not None else None)
 
-    def effective_config(self, config):
-        """``config`` with the fitted ``max_steps``: a run that reached it completed."""
+    def effective_config(self, config, log=None):
+        """``config`` with the fitted ``max_steps``: a run that reached it completed. ``log``
+        receives :func:`fit_message` when this session made the fit."""
+        if log is not None and self.fitter is not None and self.fitter.fit is not None:
+            log(fit_message(self.fitter.fit))
         fit = self.fitted()
         return config if fit is None else config.with_overrides({"max_steps": fit["max_steps"]})
 
