@@ -5,10 +5,13 @@ the same test records, next to the prompted base model (step 0, the baseline).
 Prints, per checkpoint: step, train loss there, the teacher-forced loss and top-1 accuracy on the
 answer tokens that spell gold names (``copy_check.name_token_scores``: they show copying start before
 F1 does, the training loss never does), NER/RE F1, micro F1, unparseable answers, and the F1 gain over
-the base model, all measured in this one run. Usage:
+the base model, all measured in this one run. ``--constrained`` decodes every checkpoint a second time
+under the answers' grammar (``knowlm_utils.ie.constrained``: schema keys in order, names that are spans
+of the input) and adds its micro F1, unparseable answers and the ratio constrained / free. Usage:
 
     python benchmarks/bench_sft_f1_vs_steps.py --workdir runs/course-cpu/workdir \\
         --base pretrain/cpu-tiny/final --run sft/cpu-long [--sentences 48] [--styles iepile] [--steps 4000,7000]
+        [--constrained]
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import time
 from pathlib import Path
 
 
-def score(records, model, tok, prompts, max_new_tokens: int, batch_size: int) -> dict:
+def score(records, model, tok, prompts, max_new_tokens: int, batch_size: int, constrained: bool) -> dict:
     from knowlm_utils.ie.copy_check import name_token_scores
     from knowlm_utils.ie.evaluate import evaluate_predictions
     from knowlm_utils.ie.predict import predict_records
@@ -28,7 +31,17 @@ def score(records, model, tok, prompts, max_new_tokens: int, batch_size: int) ->
                            progress=False)
     report = evaluate_predictions(records, {r["id"]: r["answer"] for r in rows}).to_dict()
     names = name_token_scores(model, records, tok, prompts)
+    if constrained:
+        rows = predict_records(records, model, tok, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                               progress=False, constrained=True)
+        report["constrained"] = evaluate_predictions(records, {r["id"]: r["answer"] for r in rows}).to_dict()
     return {**report, "name_nll": names.names("nll"), "name_accuracy": names.names("accuracy")}
+
+
+def constrained_columns(rep: dict) -> str:
+    c, free = rep["constrained"], rep["micro"]["f1"]
+    ratio = f"{c['micro']['f1'] / free:.2f}x" if free > 0 else "-"
+    return f" {c['micro']['f1']:>14.3f} {c['unparseable']:>5}/{c['records']:<5} {ratio:>16}"
 
 
 def main() -> None:
@@ -42,6 +55,7 @@ def main() -> None:
     p.add_argument("--sentences", type=int, default=48, help="test sentences, half zh and half en (an IEPile sentence has several records)")
     p.add_argument("--max-new-tokens", type=int, default=96)
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--constrained", action="store_true", help="also decode under the answers' grammar and compare")
     p.add_argument("--steps", default="", help="comma-separated checkpoint steps to score (default: every checkpoint)")
     args = p.parse_args()
 
@@ -71,7 +85,8 @@ def main() -> None:
           f"{len(ckpts)} checkpoints of {wd / args.run}")
     t0 = time.perf_counter()
     print(f"{'step':>6} {'loss':>6} {'name loss':>9} {'name acc':>8} " + " ".join(f"{t + ' F1':>7}" for t in tasks) +
-          f" {'micro F1':>8} {'unparseable':>11} {'F1 gain vs base':>15}", flush=True)
+          f" {'micro F1':>8} {'unparseable':>11} {'F1 gain vs base':>15}" +
+          (f" {'constrained F1':>14} {'unparseable':>11} {'constrained/free':>16}" if args.constrained else ""), flush=True)
     rows: list = []
 
     def show(step: int, loss, rep: dict) -> None:  # one row as soon as it is measured (long runs)
@@ -80,16 +95,20 @@ def main() -> None:
         print(f"{step:>6} {'' if loss is None else f'{loss:.3f}':>6} {rep['name_nll']:>9.2f} {rep['name_accuracy']:>8.2f} " +
               " ".join(f"{by.get(t, {}).get('f1', 0.0):>7.3f}" for t in tasks) +
               f" {rep['micro']['f1']:>8.3f} {rep['unparseable']:>5}/{rep['records']:<5} "
-              f"{rep['micro']['f1'] - base_f1:>+15.3f}", flush=True)
+              f"{rep['micro']['f1'] - base_f1:>+15.3f}" + (constrained_columns(rep) if args.constrained else ""), flush=True)
 
-    show(0, None, score(records, load_model(wd / args.base), tok, prompts, args.max_new_tokens, args.batch_size))
+    show(0, None, score(records, load_model(wd / args.base), tok, prompts, args.max_new_tokens, args.batch_size,
+                        args.constrained))
     for c in ckpts:
         step = int(c.name.split("-")[1])
         show(step, loss_at.get(step), score(records, load_model(wd / args.base, c), tok, prompts,
-                                            args.max_new_tokens, args.batch_size))
+                                            args.max_new_tokens, args.batch_size, args.constrained))
     print("F1 per task and language:")
     for step, _, rep in rows:
         print(f"{step:>6} " + "  ".join(f"{k} {v['f1']:.3f}" for k, v in sorted(rep["by_task_lang"].items())))
+        if args.constrained:
+            print(f"{'':>6} " + "  ".join(f"{k} {v['f1']:.3f}" for k, v in
+                                          sorted(rep["constrained"]["by_task_lang"].items())) + "  (constrained)")
     print(f"measured in {time.perf_counter() - t0:.0f} s")
 
 

@@ -68,3 +68,38 @@ def test_a_resumed_run_reads_the_fit_and_a_bad_record_is_named(tmp_path):
     (tmp_path / "schedule_fit.json").write_text(json.dumps({"max_steps": "120"}), "utf-8")
     with pytest.raises(ValueError, match=r"schedule_fit\.json: max_steps must be a positive integer, got '120'"):
         read_schedule_fit(_Cfg(), tmp_path, ckpt)
+
+
+def test_the_progress_bar_ends_at_the_fitted_step(tmp_path):
+    """Through a Trainer's callback handler: the fit gives ProgressCallback's bar the new total (it said
+    the configured max_steps, and an ETA hours too long, for the whole run)."""
+    import time
+    from types import SimpleNamespace
+
+    from transformers.trainer_callback import (CallbackHandler, DefaultFlowCallback, ProgressCallback, TrainerControl,
+                                               TrainerState)
+
+    from knowlm_utils.train.schedule_fit import schedule_fit_callback
+
+    cfg = SimpleNamespace(max_steps=20_000, fit_schedule_minutes=0.01, fit_reserve_minutes=0.0, fit_calibration_steps=2)
+    fitter = schedule_fit_callback(cfg, tmp_path, started=time.time())
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = get_scheduler("cosine", opt, num_warmup_steps=0, num_training_steps=cfg.max_steps)
+    handler = CallbackHandler([DefaultFlowCallback(), ProgressCallback(), fitter], None, None, None, sched)
+    fitter.bind(SimpleNamespace(callback_handler=handler))
+    args = SimpleNamespace(max_steps=cfg.max_steps, logging_strategy="no", eval_strategy="no", save_strategy="no",
+                           logging_first_step=False, logging_steps=0, eval_delay=0, eval_steps=0, save_steps=0)
+    state, control = TrainerState(), TrainerControl()
+    state.max_steps = cfg.max_steps
+    handler.on_train_begin(args, state, control)
+    bar = handler.callbacks[1].training_bar
+    assert bar.total == 20_000
+    for step in range(1, 6):
+        time.sleep(0.05)
+        state.global_step = step
+        handler.on_step_end(args, state, control)
+        if fitter.fit is not None:
+            break
+    bar.close()
+    assert fitter.fit is not None and fitter.fit["max_steps"] < 20_000
+    assert bar.total == state.max_steps == fitter.fit["max_steps"]

@@ -2,7 +2,7 @@
 them (stage 08).
 
     knowlm eval ie --model RUN/final [--adapter RUN/final/adapter] --data IE/test.jsonl --out eval/report.json
-                   [--max-records N [--per-language]] [--styles iepile] [--decoding greedy|beam]
+                   [--max-records N [--per-language]] [--styles iepile] [--decoding greedy|beam] [--constrained]
                    [--batch-size 8] [--max-new-tokens 128]
                    [--tasks NER,RE] [--match set|multiset] [--tokenizer DIR] [--dtype float32] [--device auto]
 
@@ -132,7 +132,8 @@ def run(args) -> dict[str, Any]:
     model = load_model(args.model, args.adapter, args.dtype, args.device)
     tokenizer = load_tokenizer(args.tokenizer or args.model)
     rows = predict_records(ie, model, tokenizer, prompter, max_new_tokens=args.max_new_tokens,
-                           batch_size=args.batch_size, decoding=args.decoding, progress=args.progress)
+                           batch_size=args.batch_size, decoding=args.decoding, progress=args.progress,
+                           constrained=args.constrained)
     predictions = {row["id"]: row["answer"] for row in rows}
     report = evaluate_predictions(records, predictions, match=args.match).to_dict()
     by_id = {r["id"]: r for r in ie}
@@ -144,7 +145,8 @@ def run(args) -> dict[str, Any]:
                      "templates": dict(getattr(prompter, "mapping", {})),
                      "data": str(args.data), "tasks": list(tasks), "styles": None if styles is None else list(styles),
                      "max_records": args.max_records, "per_language": args.per_language,
-                     "decoding": args.decoding, **DECODING[args.decoding], "batch_size": args.batch_size,
+                     "decoding": args.decoding, **DECODING[args.decoding], "constrained": args.constrained,
+                     "constrained_records": sum(row["constrained"] for row in rows), "batch_size": args.batch_size,
                      "max_new_tokens": args.max_new_tokens, "wall_s": round(time.perf_counter() - t0, 2)}
     out.parent.mkdir(parents=True, exist_ok=True)
     write_jsonl_atomic(out.parent / "predictions.jsonl", rows)
@@ -194,6 +196,9 @@ def add_cli(subparsers) -> None:
                    help="with --max-records: the first N records of each language (a split lists one language, then the next)")
     e.add_argument("--styles", default=None, help="comma-separated instruction styles to evaluate (text, iepile; default all)")
     e.add_argument("--decoding", choices=sorted(DECODING), default="greedy", help="decoding preset (default greedy)")
+    e.add_argument("--constrained", action="store_true",
+                   help="decode IEPile NER/RE answers under their grammar: schema keys in order, names that are spans "
+                        "of the input, well-formed JSON (knowlm_utils.ie.constrained); other records as usual")
     e.add_argument("--batch-size", type=_positive, default=8)
     e.add_argument("--max-new-tokens", type=_positive, default=128)
     e.add_argument("--tasks", default=",".join(TASKS), help="comma-separated tasks to evaluate (default all)")

@@ -66,7 +66,8 @@ def as_prompter(obj: Any) -> PromptBuilder:
 
 def generate_answers(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens: int = 128,
                      batch_size: int = 8, num_beams: int = 1, temperature: float | None = None,
-                     progress: bool = True, seed: int | None = 0, segmentation: str | None = None) -> list[str]:
+                     progress: bool = True, seed: int | None = 0, segmentation: str | None = None,
+                     constraints: Sequence[Any] | None = None) -> list[str]:
     """The text each prompt's continuation adds (the prompt's tokens are not decoded; special
     tokens skipped; generation stops at ``</s>``), in the order of ``prompts``. ``segmentation``:
     how prompts are encoded (:class:`~knowlm_utils.generation.Codec`; None: the tokenizer's own).
@@ -74,7 +75,10 @@ def generate_answers(model: Any, tokenizer: Any, prompts: Sequence[str], max_new
     Batches of ``batch_size`` prompts (sorted by length so that a batch pads little), padded on the
     LEFT with an attention mask. Greedy when ``temperature`` is None or 0 (``num_beams`` > 1: beam
     search); a positive ``temperature`` samples (seeded with ``seed`` first, None: leave the RNG
-    alone). ``progress``: a tqdm bar over batches.
+    alone). ``progress``: a tqdm bar over batches. ``constraints``: one per prompt, None or an object
+    with ``allowed(generated_ids) -> ids`` (:class:`~knowlm_utils.ie.constrained.AnswerConstraint`);
+    each step of a constrained prompt may only pick among those ids (Hugging Face's
+    ``prefix_allowed_tokens_fn``), every step of the others among all ids.
     """
     import torch
     from tqdm.auto import tqdm
@@ -88,6 +92,8 @@ def generate_answers(model: Any, tokenizer: Any, prompts: Sequence[str], max_new
     if temperature is not None and temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     prompts = list(prompts)
+    if constraints is not None and len(constraints) != len(prompts):
+        raise ValueError(f"constraints: {len(constraints)} for {len(prompts)} prompts")
     codec = Codec(tokenizer, segmentation)
     encoded = [codec.encode(p) for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
@@ -109,29 +115,53 @@ def generate_answers(model: Any, tokenizer: Any, prompts: Sequence[str], max_new
             seq = encoded[i]
             ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
             mask[row, width - len(seq):] = 1
+        extra = {}
+        if constraints is not None and any(constraints[i] is not None for i in batch):
+            extra["prefix_allowed_tokens_fn"] = _allowed_fn([constraints[i] for i in batch], width, model)
         with torch.no_grad():
-            out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **options)
+            out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **options, **extra)
         for row, i in enumerate(batch):
             answers[i] = codec.decode(out[row, width:].tolist())
     return answers
 
 
+def _allowed_fn(constraints: Sequence[Any], width: int, model: Any) -> Callable[[int, Any], list[int]]:
+    """``prefix_allowed_tokens_fn`` for one batch: row ``b``'s constraint sees the ids after the prompt
+    (``width`` columns); a row without one may take any id."""
+    everything = list(range(model.get_output_embeddings().weight.shape[0]))
+
+    def allowed(b: int, input_ids: Any) -> list[int]:
+        c = constraints[b]
+        return everything if c is None else c.allowed(input_ids[width:].tolist())
+
+    return allowed
+
+
 def predict_records(records: Iterable[Mapping[str, Any]], model: Any, tokenizer: Any, prompter: Any, *,
                     max_new_tokens: int = 128, batch_size: int = 8, decoding: str = "greedy",
-                    progress: bool = True) -> list[dict[str, Any]]:
-    """Rows ``{"id", "prompt", "generation", "answer"}`` for ``records``: the prompt the builder
-    made, the raw generated text and the answer the builder read from it (what is scored). Prompts
-    are encoded with the builder's ``segmentation`` when it has one (a run's ``PromptSet``)."""
+                    progress: bool = True, constrained: bool = False) -> list[dict[str, Any]]:
+    """Rows ``{"id", "prompt", "generation", "answer", "constrained"}`` for ``records``: the prompt the
+    builder made, the raw generated text, the answer the builder read from it (what is scored) and
+    whether its decoding was constrained. Prompts are encoded with the builder's ``segmentation``
+    when it has one (a run's ``PromptSet``). ``constrained``: IEPile NER/RE records decode under
+    their answer grammar (:mod:`knowlm_utils.ie.constrained`: schema keys in order, names that are
+    spans of the input, well-formed JSON); other records as usual."""
     if decoding not in DECODING:
         raise ValueError(f"unknown decoding {decoding!r}; allowed: {', '.join(DECODING)}")
     builder = as_prompter(prompter)
     records = list(records)
     prompts = [builder.prompt(r) for r in records]
+    constraints = None
+    if constrained:
+        from .constrained import record_constraints
+
+        constraints = record_constraints(records, tokenizer)
     generated = generate_answers(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
                                  progress=progress, segmentation=getattr(builder, "segmentation", None),
-                                 **DECODING[decoding])
-    return [{"id": r["id"], "prompt": p, "generation": g, "answer": builder.response(r, g)}
-            for r, p, g in zip(records, prompts, generated)]
+                                 constraints=constraints, **DECODING[decoding])
+    return [{"id": r["id"], "prompt": p, "generation": g, "answer": builder.response(r, g),
+             "constrained": constraints is not None and constraints[k] is not None}
+            for k, (r, p, g) in enumerate(zip(records, prompts, generated))]
 
 
 __all__ = ["DECODING", "PromptBuilder", "FunctionPrompter", "as_prompter", "generate_answers", "predict_records"]

@@ -82,6 +82,16 @@ def read_schedule_fit(config, output_dir: Path, resume: Path | None) -> dict[str
     return fit
 
 
+def retotal_progress(handler, steps: int) -> None:
+    """Give the training progress bar of ``handler``'s callbacks (the Trainer's ``ProgressCallback``)
+    the fitted total, so its count and ETA end where the run will."""
+    for cb in getattr(handler, "callbacks", ()):
+        bar = getattr(cb, "training_bar", None)
+        if bar is not None:
+            bar.total = steps
+            bar.refresh()
+
+
 def schedule_fit_callback(config, output_dir: Path, started: float):
     """A callback that fits ``max_steps`` and the learning-rate schedule to
     ``config.fit_schedule_minutes`` (see the module docstring). Its ``fit`` is the record written
@@ -95,6 +105,10 @@ def schedule_fit_callback(config, output_dir: Path, started: float):
             self.fit: dict[str, Any] | None = None
             self.first_step: int | None = None
             self.first_time = 0.0
+            self.handler = None  # the trainer's callback handler (bind): its progress bar learns the new end
+
+        def bind(self, trainer) -> None:
+            self.handler = trainer.callback_handler
 
         def on_train_begin(self, args, state, control, lr_scheduler=None, **kwargs):
             refit_schedule(lr_scheduler, args.max_steps)  # refuses a schedule it could not fit, before step 1
@@ -115,6 +129,7 @@ def schedule_fit_callback(config, output_dir: Path, started: float):
             steps = fitted_max_steps(state.global_step, per_step, elapsed, budget, config.max_steps)
             refit_schedule(lr_scheduler, steps)
             state.max_steps = steps
+            retotal_progress(self.handler, steps)
             self.fit = {"max_steps": steps, "configured_max_steps": config.max_steps,
                         "minutes": config.fit_schedule_minutes, "reserve_minutes": config.fit_reserve_minutes,
                         "seconds_per_step": per_step, "fitted_at_step": state.global_step, "elapsed_s": elapsed}
@@ -128,4 +143,4 @@ def schedule_fit_callback(config, output_dir: Path, started: float):
 
 
 __all__ = ["SCHEDULE_FIT", "FITTABLE", "fitted_max_steps", "refit_schedule", "read_schedule_fit",
-           "schedule_fit_callback"]
+           "retotal_progress", "schedule_fit_callback"]

@@ -154,6 +154,9 @@ def make_trainer_class():
 
         def __init__(self, *args, batch_sampler_factory, evaluator, answer_logits_only: bool = False, **kwargs):
             super().__init__(*args, **kwargs)
+            for cb in self.callback_handler.callbacks:  # callbacks that act on the trainer (the schedule fit)
+                if callable(getattr(cb, "bind", None)):
+                    cb.bind(self)
             self._batch_sampler_factory = batch_sampler_factory
             self._evaluator = evaluator
             self.start_micro_step = 0
