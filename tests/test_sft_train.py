@@ -103,6 +103,23 @@ def test_selection_and_errors(base_model, ie_dir, tmp_path):
         sft.main(SMOKE, _cfg(tmp_path, ie_dir, tmp_path / "y"))
 
 
+def test_schema_shuffle_reorders_the_iepile_records_it_trains_on(base_model, ie_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(base_model), local_files_only=True)
+    plain = sft.prepare_data(sft.SFTConfig.load(SMOKE, _cfg(base_model, ie_dir, tmp_path / "a", "styles=[iepile]",
+                                                             "general_ratio=0")), tok)
+    shuffled = sft.prepare_data(sft.SFTConfig.load(SMOKE, _cfg(base_model, ie_dir, tmp_path / "b", "styles=[iepile]",
+                                                                "general_ratio=0", "schema_shuffle=1.0")), tok)
+    st = shuffled.stats["schema_shuffle"]
+    assert st["shuffled"] > 0 and st["considered"] == st["shuffled"] + sum(st["skipped"].values())
+    assert plain.stats["schema_shuffle"]["shuffled"] == 0 and len(plain.train) == len(shuffled.train)
+    changed = sum(a["input_ids"] != b["input_ids"] for a, b in zip(plain.train, shuffled.train))
+    assert changed == st["shuffled"]  # exactly the shuffled records read differently
+    with pytest.raises(ValueError, match="schema_shuffle"):
+        sft.SFTConfig.load(SMOKE, _cfg(base_model, ie_dir, tmp_path / "c", "schema_shuffle=2"))
+
+
 def test_copy_records_take_their_share_of_every_batch(base_model, ie_dir, tmp_path):
     from transformers import AutoTokenizer
 

@@ -110,6 +110,7 @@ class AnswerGrammar:
         return ("lit", "}", 0, _DONE)
 
     def start(self) -> tuple:
+        """The state before the answer's first character."""
         if not self.keys:
             return ("lit", "{}", 0, _DONE)
         return ("lit", '{"%s": [' % self.keys[0], 0, ("open", 0))
@@ -166,7 +167,7 @@ class AnswerGrammar:
         return ("str", length + len(piece), kept, after, then) if kept else None
 
     def _run(self, text: str) -> tuple | None:
-        state: tuple | None = self._norm(self.start())
+        state: tuple | None = self.start()
         for ch in text:
             state = self.step(state, ch)
             if state is None:
@@ -277,7 +278,7 @@ class AnswerConstraint:
 
     def __init__(self, grammar: AnswerGrammar, vocab: TokenVocabulary):
         self.grammar, self.vocab = grammar, vocab
-        self._states: dict[tuple[int, ...], tuple | None] = {(): (grammar._norm(grammar.start()), b"")}
+        self._states: dict[tuple[int, ...], tuple | None] = {(): (grammar.start(), b"")}
         self._allowed: dict[tuple, list[int]] = {}
 
     def _advance(self, state: tuple, surface: str | bytes | None) -> tuple | None:

@@ -60,6 +60,10 @@ class SFTConfig(StageConfig, TrainingArgs):
                                      "are replaced (answer and input) by new names built from the answers' "
                                      "characters/syllables, so the model learns to copy names instead of "
                                      "memorising them (knowlm_utils.sft.names); 0: off")
+    schema_shuffle: float = field(0.0, ge=0, le=1, help="share of the IEPile train records whose schema order "
+                                  "is shuffled (instruction and answer keys alike), so the model reads each key "
+                                  "instead of learning where a type usually stands (knowlm_utils.sft.schema_order); "
+                                  "0: off")
     copy_ratio: float = field(0.0, ge=0, lt=1, help="share of every micro batch taken from copy records (the IE "
                               "train sentences, name-substituted, to be written back verbatim: every answer "
                               "token is a copy target; knowlm_utils.sft.copy_task); 0: off")
@@ -173,6 +177,12 @@ def prepare_data(config: SFTConfig, tokenizer) -> _Data:
     if config.name_substitution:
         _print(f"names: {substituted.substituted} of {len(ie)} IE records got new entity names "
                f"({substituted.names} names; left as they were: {dict(substituted.skipped) or 'none'})")
+    from .schema_order import shuffle_schemas
+
+    ie, shuffled = shuffle_schemas(ie, config.schema_shuffle, seed=config.seed)
+    if config.schema_shuffle:
+        _print(f"schema order: {shuffled.shuffled} of {shuffled.considered} IEPile records shuffled "
+               f"(left as they were: {dict(shuffled.skipped) or 'none'})")
     st_ie, st_gen, st_copy, st_eval = TokenizeStats(), TokenizeStats(), TokenizeStats(), TokenizeStats()
     train = _tokenized(ie, tokenizer, config.data, st_ie)
     ranges = {"IE": (0, len(train))}
@@ -203,7 +213,8 @@ def prepare_data(config: SFTConfig, tokenizer) -> _Data:
                 eval_ranges[task] = (start, len(evals))
     stats = {"train_ie": st_ie.to_dict(), "train_general": st_gen.to_dict(), "train_copy": st_copy.to_dict(),
              "eval": st_eval.to_dict(), "records": {"ie": len(ie), "general": len(general),
-                                                    "copy": ranges.get("COPY", (0, 0))[1] - ranges.get("COPY", (0, 0))[0]}, "name_substitution": substituted.to_dict()}
+                                                    "copy": ranges.get("COPY", (0, 0))[1] - ranges.get("COPY", (0, 0))[0]}, "name_substitution": substituted.to_dict(),
+             "schema_shuffle": shuffled.to_dict()}
     return _Data(train, ranges, proportions, evals, eval_ranges, stats)
 
 
