@@ -139,6 +139,21 @@ def model(sp_model_path):
     return tiny_llama(sp_model_path, seed=0).eval()
 
 
+@pytest.fixture(scope="module")
+def model_dir(model, sp_model_path, tmp_path_factory):
+    """``model`` saved as safetensors with tokenizer.model and the Hugging Face tokenizer files (what
+    ``knowlm eval ie --model`` loads)."""
+    import shutil
+
+    from knowlm_utils.tokenizer import write_hf_files
+
+    d = tmp_path_factory.mktemp("tiny_model")
+    model.save_pretrained(d)
+    shutil.copy(sp_model_path, d / "tokenizer.model")
+    write_hf_files(d)
+    return d
+
+
 # ------------------------------------------------------------------ stage 09 (weights release) ----
 
 

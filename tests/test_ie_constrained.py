@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from knowlm_utils.ie.constrained import (AnswerConstraint, AnswerGrammar, TokenV
 from knowlm_utils.ie.formats import format_output, iepile_instruction, parse_output
 from knowlm_utils.ie.predict import predict_records
 
-from conftest import assert_one_line_error, run_cli
+from conftest import run_cli
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data_samples" / "ie_formats"
 READERS = {"iepile_sample.jsonl": "iepile", "duie_sample.jsonl": "duie", "conll2003_sample.txt": "conll2003",
@@ -174,16 +173,6 @@ def test_a_vocabulary_that_is_not_sentencepiece_is_refused():
         TokenVocabulary.from_tokenizer(tok)
     assert "\n" not in str(e.value)
 
-
-@pytest.fixture(scope="module")
-def model_dir(model, sp_model_path, tmp_path_factory):
-    from knowlm_utils.tokenizer import write_hf_files
-
-    d = tmp_path_factory.mktemp("tiny_model_constrained")
-    model.save_pretrained(d)
-    shutil.copy(sp_model_path, d / "tokenizer.model")
-    write_hf_files(d)
-    return d
 
 
 def prompt(record):

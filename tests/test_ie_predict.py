@@ -26,17 +26,6 @@ def simple_prompt(record):
 
 
 
-@pytest.fixture(scope="module")
-def model_dir(model, sp_model_path, tmp_path_factory):
-    """The tiny model saved as safetensors with tokenizer.model and the Hugging Face tokenizer files."""
-    from knowlm_utils.tokenizer import write_hf_files
-
-    d = tmp_path_factory.mktemp("tiny_model")
-    model.save_pretrained(d)
-    shutil.copy(sp_model_path, d / "tokenizer.model")
-    write_hf_files(d)
-    return d
-
 
 @pytest.fixture(scope="module")
 def hf_tok(model_dir):
