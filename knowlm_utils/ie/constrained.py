@@ -21,7 +21,7 @@ string that is not a span of the input, a key outside the schema or a malformed 
   complete, and only then), with states cached by prefix.
 * :func:`answer_grammar` — the grammar of a record, or None for records it does not cover (text
   styles, EE — whose argument roles are not in the schema — or an instruction without a readable
-  schema and input); those records decode unconstrained and :func:`constraint_counts` reports them.
+  schema and input); those records decode unconstrained (``predict_records`` marks every row).
 
 What it cannot fix: a generation cut by ``max_new_tokens`` before the closing ``}`` is still
 unparseable, and a name that is not a span of the input (a normalised date, say) cannot be written.
@@ -352,11 +352,5 @@ def record_constraints(records: Sequence[Mapping[str, Any]], tokenizer: Any,
     return [None if g is None else AnswerConstraint(g, vocab) for g in grammars]
 
 
-def constraint_counts(constraints: Sequence[AnswerConstraint | None]) -> dict[str, int]:
-    """``{"constrained": n, "unconstrained": m}`` for a report."""
-    n = sum(c is not None for c in constraints)
-    return {"constrained": n, "unconstrained": len(constraints) - n}
-
-
 __all__ = ["TASKS_COVERED", "AnswerGrammar", "AnswerConstraint", "TokenVocabulary", "answer_grammar",
-           "record_constraints", "constraint_counts"]
+           "record_constraints"]
