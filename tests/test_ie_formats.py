@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from knowlm_utils.ie.annotation import Argument, Entity, Event, Relation
 from knowlm_utils.ie.formats import (FORMATS, ParseResult, canonical_items, format_output, iepile_instruction,
-                                     parse_output, split_schema)
+                                     parse_output, read_iepile_instruction, split_schema)
 
 NER = [Entity("黄河", "河流"), Entity("长江", "河流"), Entity("北京", "城市")]
 RE = [Relation("北京", "位于", "中国"), Relation("上海", "位于", "中国"), Relation("姚明", "出生地", "上海")]
@@ -300,3 +300,12 @@ def test_hostile_long_lines_parse_in_linear_time(fmt):
         start = time.perf_counter()
         parse_output("RE", fmt, line)
         assert time.perf_counter() - start < 2.0
+
+
+def test_read_iepile_instruction_reads_what_iepile_instruction_writes():
+    inst = iepile_instruction("RE", "en", ["capital of", "located in"], 'Paris is "the" capital.')
+    got = read_iepile_instruction({"instruction": inst})
+    assert got["schema"] == ["capital of", "located in"] and got["input"] == 'Paris is "the" capital.'
+    for bad in ({"instruction": "List the cities."}, {"instruction": '{"schema": "city", "input": "x"}'},
+                {"instruction": '{"schema": ["city"]}'}, {"instruction": None}, {}, {"instruction": "[1, 2]"}):
+        assert read_iepile_instruction(bad) is None

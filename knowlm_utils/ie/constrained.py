@@ -33,6 +33,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
+from .formats import read_iepile_instruction
+
 #: tasks whose IEPile answers have a fixed shape given the schema
 TASKS_COVERED = ("NER", "RE")
 _RE_PAIR = ("subject", "object")
@@ -184,28 +186,14 @@ class AnswerGrammar:
         return self._run(text) is not None
 
 
-def _instruction_fields(record: Mapping[str, Any]) -> tuple[list[Any] | None, str | None]:
-    """The schema and input the model was shown: the IEPile instruction's JSON, else the record's fields."""
-    schema, text = record.get("schema"), record.get("input") or None
-    instruction = record.get("instruction")
-    if isinstance(instruction, str) and instruction.lstrip().startswith("{"):
-        try:
-            shown = json.loads(instruction)
-        except ValueError:
-            shown = None
-        if isinstance(shown, dict):
-            schema = shown.get("schema", schema)
-            text = shown.get("input", text) or text
-    return (schema if isinstance(schema, list) else None), (text if isinstance(text, str) else None)
-
-
 def answer_grammar(record: Mapping[str, Any], word_boundaries: bool = True) -> AnswerGrammar | None:
     """The :class:`AnswerGrammar` of an IEPile NER/RE record, or None when it has none (another style or
     task, a schema that is not a list of strings, no input text)."""
     if record.get("format") != "iepile" or record.get("task") not in TASKS_COVERED:
         return None
-    schema, text = _instruction_fields(record)
-    if schema is None or text is None or any(not isinstance(k, str) for k in schema):
+    shown = read_iepile_instruction(record)  # what the model was shown, else the record's own fields
+    schema, text = (shown["schema"], shown["input"]) if shown else (record.get("schema"), record.get("input"))
+    if not isinstance(schema, list) or not isinstance(text, str) or not text or any(not isinstance(k, str) for k in schema):
         return None
     return AnswerGrammar(record["task"], schema, text, word_boundaries)
 

@@ -745,6 +745,17 @@ def iepile_instruction(task: str, lang: str, schema: Sequence[Any], text: str,
     return json.dumps({"instruction": instruction, "schema": list(schema), "input": text}, ensure_ascii=False)
 
 
+def read_iepile_instruction(record: Any) -> dict[str, Any] | None:
+    """The JSON object of an IEPile-style record's ``instruction`` (``{instruction, schema, input}``,
+    as :func:`iepile_instruction` writes it) when it has a ``schema`` list and an ``input`` string, else None."""
+    try:
+        inst = json.loads(record["instruction"])
+    except (ValueError, TypeError, KeyError):
+        return None
+    ok = isinstance(inst, dict) and isinstance(inst.get("schema"), list) and isinstance(inst.get("input"), str)
+    return inst if ok else None
+
+
 def split_schema(schema: Sequence[Any], split_num: int | None = None, task: str | None = None) -> list[list[Any]]:
     """Chunks of ``split_num`` schema entries in order (default by task: NER 6, RE/EE 4); a remainder
     smaller than half a chunk joins the last chunk, a larger one is a chunk of its own."""
@@ -763,4 +774,4 @@ def split_schema(schema: Sequence[Any], split_num: int | None = None, task: str 
 
 
 __all__ = ["FORMATS", "TEXT_FORMATS", "DEFAULT_SPLIT_NUM", "NAN", "ParseResult", "canonical_items",
-           "format_output", "parse_output", "iepile_instruction", "split_schema"]
+           "format_output", "parse_output", "iepile_instruction", "read_iepile_instruction", "split_schema"]

@@ -38,7 +38,7 @@ from typing import Any
 
 from ..ie.annotation import Argument, Entity, Event, Relation
 from ..ie.copy_check import item_names
-from ..ie.formats import FORMATS, format_output, parse_output
+from ..ie.formats import FORMATS, format_output, parse_output, read_iepile_instruction
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 _LATIN_WORD = re.compile(r"[A-Za-z]+")
@@ -159,18 +159,8 @@ def _rename(task: str, item: Any, mapping: Mapping[str, str]) -> Any:
     return Event(item.trigger, item.type, tuple(Argument(a.role, m(a.text)) for a in item.arguments))
 
 
-def _iepile(record: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The JSON object of an IEPile-style instruction (``instruction``, ``schema``, ``input``), else None."""
-    try:
-        inst = json.loads(record["instruction"])
-    except (ValueError, TypeError):
-        return None
-    ok = isinstance(inst, dict) and isinstance(inst.get("schema"), list) and isinstance(inst.get("input"), str)
-    return inst if ok else None
-
-
 def _schema(record: Mapping[str, Any]) -> list[Any] | None:
-    inst = _iepile(record)
+    inst = read_iepile_instruction(record)
     return inst["schema"] if inst else None
 
 
@@ -197,7 +187,7 @@ def substitute_record(record: Mapping[str, Any], pool: NamePool, rng: random.Ran
         return None
     stats.considered += 1
     lang = record.get("lang") if record.get("lang") in ("zh", "en") else "zh"
-    inst = _iepile(record) if fmt == "iepile" else None
+    inst = read_iepile_instruction(record) if fmt == "iepile" else None
     if fmt == "iepile" and inst is None:
         stats.skipped["unparseable_output"] += 1
         return None

@@ -27,6 +27,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..ie.formats import read_iepile_instruction
+
 SKIP_REASONS = ("not_iepile", "one_key", "answer_not_keyed_by_schema")
 
 
@@ -59,13 +61,12 @@ def shuffle_record(record: Mapping[str, Any], rng: random.Random,
     if record.get("format") != "iepile":
         return None
     stats.considered += 1
+    inst = read_iepile_instruction(record)
     try:
-        inst = json.loads(record["instruction"])
         answer = json.loads(record["output"])
     except (ValueError, TypeError, KeyError):
-        stats.skipped["not_iepile"] += 1
-        return None
-    if not isinstance(inst, dict) or not isinstance(inst.get("schema"), list) or not isinstance(answer, dict):
+        answer = None
+    if inst is None or not isinstance(answer, dict):
         stats.skipped["not_iepile"] += 1
         return None
     schema = inst["schema"]
