@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from knowlm_utils.ie.annotation import Argument, Entity, Event, Relation
 from knowlm_utils.ie.formats import (FORMATS, ParseResult, canonical_items, format_output, iepile_instruction,
-                                     parse_output, read_iepile_instruction, split_schema)
+                                     parse_output, read_iepile_instruction, schema_key, split_schema)
 
 NER = [Entity("黄河", "河流"), Entity("长江", "河流"), Entity("北京", "城市")]
 RE = [Relation("北京", "位于", "中国"), Relation("上海", "位于", "中国"), Relation("姚明", "出生地", "上海")]
@@ -309,3 +309,9 @@ def test_read_iepile_instruction_reads_what_iepile_instruction_writes():
     for bad in ({"instruction": "List the cities."}, {"instruction": '{"schema": "city", "input": "x"}'},
                 {"instruction": '{"schema": ["city"]}'}, {"instruction": None}, {}, {"instruction": "[1, 2]"}):
         assert read_iepile_instruction(bad) is None
+
+
+def test_schema_key_names_the_answer_key_of_an_entry():
+    assert schema_key("城市") == "城市" and schema_key({"event_type": "出生", "type": "x"}) == "出生"
+    assert schema_key({"type": "人物"}) == "人物"
+    assert schema_key({"role": "时间"}) is None and schema_key(3) is None

@@ -33,7 +33,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from .formats import read_iepile_instruction
+from .formats import read_iepile_instruction, schema_key
 
 #: tasks whose IEPile answers have a fixed shape given the schema
 TASKS_COVERED = ("NER", "RE")
@@ -193,9 +193,10 @@ def answer_grammar(record: Mapping[str, Any], word_boundaries: bool = True) -> A
         return None
     shown = read_iepile_instruction(record)  # what the model was shown, else the record's own fields
     schema, text = (shown["schema"], shown["input"]) if shown else (record.get("schema"), record.get("input"))
-    if not isinstance(schema, list) or not isinstance(text, str) or not text or any(not isinstance(k, str) for k in schema):
+    keys = [schema_key(k) for k in schema] if isinstance(schema, list) else [None]
+    if not isinstance(text, str) or not text or None in keys:
         return None
-    return AnswerGrammar(record["task"], schema, text, word_boundaries)
+    return AnswerGrammar(record["task"], keys, text, word_boundaries)
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .annotation import TASKS, Entity, Event, Relation
-from .formats import ParseResult, format_output, parse_output
+from .formats import ParseResult, format_output, parse_output, schema_key
 
 MATCHES = ("set", "multiset")
 #: the units of each task: the first is the task's main level (what ``micro`` pools)
@@ -190,7 +190,7 @@ def _breakdown(units_gold: Sequence[Unit], units_pred: Sequence[Unit], match: st
 def _schema_types(schema: Any) -> list[str] | None:
     if not schema:
         return None
-    return [s.get("event_type", s.get("type")) if isinstance(s, dict) else s for s in schema]
+    return [schema_key(s) for s in schema]
 
 
 @dataclass

@@ -333,13 +333,20 @@ def _dedup(items: Iterable[Item]) -> list[Item]:
     return list(dict.fromkeys(items))
 
 
+def schema_key(entry: Any) -> str | None:
+    """The answer key of a schema entry: the entry itself, or a dict entry's ``event_type`` (else
+    ``type``); None when there is no type name."""
+    key = entry.get("event_type", entry.get("type")) if isinstance(entry, dict) else entry
+    return key if isinstance(key, str) else None
+
+
 def _schema_keys(task: str, schema: Sequence[Any] | None, items: Sequence[Item]) -> list[str]:
     if schema is None:
         return list(dict.fromkeys(_fields(task, it)[1] for it in items))
     keys = []
     for s in schema:
-        key = s.get("event_type", s.get("type")) if isinstance(s, dict) else s
-        if not isinstance(key, str):
+        key = schema_key(s)
+        if key is None:
             raise ValueError(f"schema entry {s!r} is not a type name")
         keys.append(key)
     return keys
@@ -774,4 +781,4 @@ def split_schema(schema: Sequence[Any], split_num: int | None = None, task: str 
 
 
 __all__ = ["FORMATS", "TEXT_FORMATS", "DEFAULT_SPLIT_NUM", "NAN", "ParseResult", "canonical_items",
-           "format_output", "parse_output", "iepile_instruction", "read_iepile_instruction", "split_schema"]
+           "format_output", "parse_output", "iepile_instruction", "read_iepile_instruction", "schema_key", "split_schema"]

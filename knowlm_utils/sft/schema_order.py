@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..ie.formats import read_iepile_instruction
+from ..ie.formats import read_iepile_instruction, schema_key
 
 SKIP_REASONS = ("not_iepile", "one_key", "answer_not_keyed_by_schema")
 
@@ -42,15 +42,6 @@ class ShuffleStats:
 
     def to_dict(self) -> dict[str, Any]:
         return {"considered": self.considered, "shuffled": self.shuffled, "skipped": dict(sorted(self.skipped.items()))}
-
-
-def _key(item: Any) -> str | None:
-    """A schema entry's key in the answer: the entry itself, or an EE entry's ``event_type``."""
-    if isinstance(item, str):
-        return item
-    if isinstance(item, Mapping) and isinstance(item.get("event_type"), str):
-        return item["event_type"]
-    return None
 
 
 def shuffle_record(record: Mapping[str, Any], rng: random.Random,
@@ -70,7 +61,7 @@ def shuffle_record(record: Mapping[str, Any], rng: random.Random,
         stats.skipped["not_iepile"] += 1
         return None
     schema = inst["schema"]
-    keys = [_key(s) for s in schema]
+    keys = [schema_key(s) for s in schema]
     if len(schema) < 2:
         stats.skipped["one_key"] += 1
         return None
@@ -85,7 +76,7 @@ def shuffle_record(record: Mapping[str, Any], rng: random.Random,
     out = dict(record)
     out["instruction"] = json.dumps(inst, ensure_ascii=False)
     out["output"] = json.dumps({keys[i]: answer[keys[i]] for i in order}, ensure_ascii=False)
-    if isinstance(record.get("schema"), list) and [_key(s) for s in record["schema"]] == keys:
+    if isinstance(record.get("schema"), list) and [schema_key(s) for s in record["schema"]] == keys:
         out["schema"] = new_schema
     stats.shuffled += 1
     return out
