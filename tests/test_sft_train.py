@@ -91,6 +91,19 @@ def test_resume_continues_the_same_run(base_model, ie_dir, tmp_path):
     assert lrs[8] > lrs[6] and lrs[10] < lrs[8]  # a new cosine over 10 steps from step 6, not the old one's end
 
 
+def test_group_by_length_pads_less_and_reports_it(base_model, ie_dir, tmp_path, capsys):
+    plain = sft.main(SMOKE, _cfg(base_model, ie_dir, tmp_path / "plain"))
+    grouped = sft.main(SMOKE, _cfg(base_model, ie_dir, tmp_path / "grouped", "group_by_length=6"))
+    assert plain["padding"]["ungrouped_share"] is None and grouped["completed"]
+    assert grouped["padding"]["ungrouped_share"] == pytest.approx(plain["padding"]["share"])
+    assert grouped["padding"]["share"] < plain["padding"]["share"]
+    assert grouped["padding"]["micro_batches"] == grouped["global_step"] == 6
+    assert plain["tokens_seen"] == grouped["tokens_seen"]  # the same samples, dealt by length
+    out = capsys.readouterr().out
+    assert f"batches: padding {grouped['padding']['share']:.1%} of the tokens computed (first 6 micro batches; " \
+           f"{plain['padding']['share']:.1%} without group_by_length 6)" in out
+
+
 def test_selection_and_errors(base_model, ie_dir, tmp_path):
     cfg = sft.SFTConfig.load(SMOKE, _cfg(base_model, ie_dir, tmp_path / "x", "tasks=[EE]", "styles=[text]",
                                          "langs=[en]"))

@@ -134,3 +134,55 @@ def test_sampler_property(type_sizes, data):
     k = data.draw(st.integers(0, 12))
     resumed = ProportionalBatchSampler(ranges, props, batch_size, seed=sampler.seed, start_step=k, num_steps=12)
     assert list(resumed) == full[k:]
+
+
+def _kind(i: int) -> str:
+    return next(t for t, (s, e) in _ranges().items() if s <= i < e)
+
+
+def test_length_grouped_batches_deal_the_same_samples_by_length():
+    from knowlm_utils.train.sampling import LengthGroupedBatches, padding_share
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(5, 400, size=67)
+    props = {"zh": 0.5, "en": 0.25, "code": 0.25}
+    plain = ProportionalBatchSampler(_ranges(), props, batch_size=8, seed=4)
+    grouped = LengthGroupedBatches(plain, lengths, group=6, seed=4)
+    steps = range(36)  # six groups
+    for g in range(6):
+        block = range(6 * g, 6 * g + 6)
+        # the group holds exactly the samples the ungrouped batches held: nothing dropped or repeated
+        assert Counter(i for k in block for i in grouped.batch_at(k)) == \
+            Counter(i for k in block for i in plain.batch_at(k))
+        for k in block:  # every batch keeps its type counts, each type in one length slice
+            assert Counter(map(_kind, grouped.batch_at(k))) == plain.counts_per_batch
+        for t in props:  # a type's slices do not overlap: batch j holds the j-th shortest of the pool
+            slices = sorted([sorted(lengths[i] for i in grouped.batch_at(k) if _kind(i) == t) for k in block])
+            assert all(a[-1] <= b[0] for a, b in zip(slices, slices[1:]))
+    assert padding_share(grouped, lengths, steps) < 0.6 * padding_share(plain, lengths, steps)
+    # a pure function of the step: a fresh instance resumed anywhere gives the same batches
+    for k in (0, 5, 6, 23, 35):
+        assert LengthGroupedBatches(plain, lengths, group=6, seed=4).batch_at(k) == grouped.batch_at(k)
+    orders = {tuple(map(tuple, (grouped.batch_at(k) for k in range(6 * g, 6 * g + 6)))) for g in range(6)}
+    assert len(orders) == 6
+    assert [grouped.batch_at(k) for k in range(6)] != \
+        [LengthGroupedBatches(plain, lengths, group=6, seed=5).batch_at(k) for k in range(6)]  # seeded order
+    one = LengthGroupedBatches(plain, lengths, group=1)
+    assert [one.batch_at(k) for k in steps] == [plain.batch_at(k) for k in steps]  # group 1: unchanged
+    ranks = [list(RankBatchSampler(grouped, r, 2, 0, 6)) for r in range(2)]
+    assert [ranks[k % 2][k // 2] for k in range(12)] == [grouped.batch_at(k) for k in range(12)]
+    for bad in (0, -2, 1.5, True):
+        with pytest.raises(ValueError, match="group must be an integer >= 1"):
+            LengthGroupedBatches(plain, lengths, group=bad)
+
+
+def test_padding_share_counts_what_right_padding_computes():
+    from knowlm_utils.train.sampling import padding_share
+
+    class Fixed:
+        def batch_at(self, step):
+            return [[0, 1], [2, 3]][step]
+
+    # batch 0: lengths 2 and 4 → 8 computed, 6 real; batch 1: 5 and 5 → 10 computed, 10 real
+    assert padding_share(Fixed(), [2, 4, 5, 5], range(2)) == pytest.approx(1 - 16 / 18)
+    assert padding_share(Fixed(), [2, 4, 5, 5], range(1, 2)) == 0.0

@@ -68,6 +68,10 @@ class SFTConfig(StageConfig, TrainingArgs):
                               "train sentences, name-substituted, to be written back verbatim: every answer "
                               "token is a copy target; knowlm_utils.sft.copy_task); 0: off")
     copy_group: int = field(4, ge=1, help="sentences joined into one copy record")
+    group_by_length: int = field(0, ge=0, help="deal the samples of every N consecutive micro batches out again by "
+                                 "length, each type sorted on its own, so a micro batch pads less (type counts per "
+                                 "batch, the samples seen and exact resume unchanged; knowlm_utils.train.sampling."
+                                 "LengthGroupedBatches, Hugging Face's group_by_length); 0 or 1: off")
     init_adapter: str | None = field(None, help="start the LoRA weights (and full embeddings) from this adapter "
                                      "folder — a run's final/adapter or checkpoint-N, safetensors only — with a fresh "
                                      "optimizer and schedule: continue a trained adapter on other data or settings "
@@ -258,7 +262,7 @@ def main(config: SFTConfig | str | os.PathLike, overrides: Overrides = None) -> 
     from ..train.deepspeed import resolve_runtime, zero_stage
     from ..train.evaluation import TypedEvaluator, eval_indices
     from ..train.lora import trainable_parameter_count
-    from ..train.sampling import ProportionalBatchSampler, RankBatchSampler
+    from ..train.sampling import LengthGroupedBatches, ProportionalBatchSampler, RankBatchSampler, padding_share
     from ..train.trainer import (LOG_HISTORY, METRICS, last_eval, make_trainer_class, resume_sampler,
                                  follow_schedule_fit, session_callbacks, stop_message, stopped_by, training_arguments)
     from .data import SFTCollator
@@ -303,9 +307,16 @@ def main(config: SFTConfig | str | os.PathLike, overrides: Overrides = None) -> 
     collator = SFTCollator(pad_id)
     sampler = ProportionalBatchSampler(data.type_ranges, data.proportions, config.micro_batch, seed=config.seed)
     end_micro = config.max_steps * config.grad_accum
+    lengths = [len(sample["input_ids"]) for sample in data.train]
+    batches = sampler
+    if config.group_by_length > 1:
+        batches = LengthGroupedBatches(sampler, lengths, config.group_by_length, seed=config.seed)
+    planned = range(min(end_micro * args.world_size, 4096))
+    padding = {"share": padding_share(batches, lengths, planned), "micro_batches": len(planned),
+               "ungrouped_share": padding_share(sampler, lengths, planned) if batches is not sampler else None}
 
     def batch_sampler_factory(rank: int, world: int, start: int) -> RankBatchSampler:
-        return RankBatchSampler(sampler, rank, world, start, end_micro)
+        return RankBatchSampler(batches, rank, world, start, end_micro)
 
     evaluator = TypedEvaluator(data.eval, eval_indices(data.eval_ranges, None), collator, config.eval_batch_size, {})
     session = session_callbacks(config, output_dir, t_start, fit)
@@ -318,6 +329,9 @@ def main(config: SFTConfig | str | os.PathLike, overrides: Overrides = None) -> 
     _print(f"model: {total:,} parameters, {trainable:,} trainable ({what})")
     _print(f"data: {len(data.train)} train samples {data.type_ranges}, proportions {sampler.counts_per_batch} per "
            f"micro batch; {len(data.eval)} eval samples {sorted(data.eval_ranges)}")
+    _print(f"batches: padding {padding['share']:.1%} of the tokens computed (first {len(planned):,} micro batches"
+           + (f"; {padding['ungrouped_share']:.1%} without group_by_length {config.group_by_length})"
+              if padding["ungrouped_share"] is not None else ")"))
     train_out = trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
     eval_seconds_in_loop = evaluator.seconds  # the final evaluation below is not part of train_runtime
     final_eval, final = {}, None
@@ -354,7 +368,7 @@ def main(config: SFTConfig | str | os.PathLike, overrides: Overrides = None) -> 
         "vocab_size": len(tokenizer), "tokens_seen": tokens, "train_runtime_s": runtime,
         "tokens_per_s": session_tokens / spent if spent > 0 else None, "train_loss": train_out.metrics.get("train_loss"),
         "proportions": data.proportions, "counts_per_batch": sampler.counts_per_batch, "data": data.stats,
-        "final_eval": final_eval, "adapter": adapter, "wall_s": time.time() - t_start, "config": config.to_dict(),
+        "padding": padding, "final_eval": final_eval, "adapter": adapter, "wall_s": time.time() - t_start, "config": config.to_dict(),
     }
     if trainer.is_world_process_zero():
         write_json_atomic(output_dir / LOG_HISTORY, trainer.state.log_history)

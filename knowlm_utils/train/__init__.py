@@ -1,6 +1,7 @@
 """Training parts shared by pretraining (stage 05, :mod:`knowlm_utils.pretrain`) and SFT (stage 07).
 
-Modules (import them directly; this package imports nothing, and none of them imports torch or
+Modules (import them directly; this package imports nothing, and none of them but
+``lora_dropout``, which ``lora`` imports only when it builds a LoRA model, imports torch or
 transformers at import time):
 
 * ``config`` — ``TrainingArgs`` (the training loop: batch, schedule, AdamW, precision, cadence,
@@ -17,6 +18,8 @@ transformers at import time):
   ``prepare_environment``;
 * ``lora`` — which parameters train (``apply_stage``, ``wrap_lora``, ``trainable_parameter_count``)
   and ``merge_lora``;
+* ``lora_dropout`` — ``IntegerMaskDropout``, LoRA's dropout with integer-drawn CPU masks (what
+  ``wrap_lora`` puts in PEFT's layers);
 * ``checkpoints`` — ``latest_checkpoint``, ``resolve_resume``, ``save_final`` (OUTPUT/final with
   the tokenizer files);
 * ``lazy_torch`` — torch base classes created on first use (keeps ``dataset``/``sampling`` cheap).

@@ -46,6 +46,11 @@ class LoraSection(Section):
     targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
                                                         "down_proj", "up_proj"],
                                help="module names that get LoRA adapters")
+    integer_mask_dropout: bool = field(True, help="draw the LoRA dropout masks on CPU from 64-bit random integers "
+                                                  "cut into 15-bit ones: nn.Dropout's distribution at a fraction of "
+                                                  "its cost (cpu-long steps 1.18x faster: benchmarks/"
+                                                  "bench_sft_step_time.py --compare dropout); false: PEFT's "
+                                                  "nn.Dropout")
 
 
 @dataclass(kw_only=True)

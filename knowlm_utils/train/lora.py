@@ -22,13 +22,20 @@ def freeze_all_but_embeddings(model) -> None:
 
 def wrap_lora(model, lora, modules_to_save=EMBEDDING_MODULES):
     """``model`` wrapped by PEFT with LoRA adapters as configured by ``lora`` (a
-    :class:`~knowlm_utils.train.config.LoraSection`); ``modules_to_save`` train in full."""
+    :class:`~knowlm_utils.train.config.LoraSection`); ``modules_to_save`` train in full. With
+    ``lora.integer_mask_dropout`` the adapters' dropout draws its CPU masks as integers
+    (:mod:`~knowlm_utils.train.lora_dropout`)."""
     from peft import LoraConfig, get_peft_model
 
     lcfg = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                       target_modules=list(lora.targets), modules_to_save=list(modules_to_save),
                       task_type="CAUSAL_LM")
-    return get_peft_model(model, lcfg)
+    model = get_peft_model(model, lcfg)
+    if lora.integer_mask_dropout:
+        from .lora_dropout import use_integer_mask_dropout
+
+        use_integer_mask_dropout(model)
+    return model
 
 
 def apply_stage(model, stage: str, lora):

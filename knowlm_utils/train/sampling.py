@@ -178,6 +178,65 @@ def __getattr__(name: str):
     return torch_class(globals(), name, _ProportionalBatchSamplerImpl, "Sampler")
 
 
+class LengthGroupedBatches:
+    """Batches of similar length, dealt from a proportional sampler's batches (Hugging Face's
+    ``group_by_length``, kept exact and resumable): the ``group`` consecutive batches of steps
+    ``g·group … g·group + group − 1`` are pooled per type, each type's samples sorted by length
+    and cut into ``group`` slices, and batch ``j`` of the group takes the ``j``-th slice of every
+    type (so its samples are of one length quantile), the group's batches in a seeded order.
+
+    What a right-padded micro batch computes is its longest sample times its size; the course's
+    SFT mix (IE records next to long copy records) pads 24 % of what it computes, grouped by 16
+    micro batches a few per cent. Every step keeps the exact type counts of ``sampler``; a group
+    holds exactly the samples the ungrouped batches held (nothing dropped, nothing repeated);
+    ``batch_at(step)`` is a pure function of the step, so resuming needs no replay.
+    ``sampler``: a ``ProportionalBatchSampler`` (``batch_at``, ``counts_per_batch``);
+    ``lengths[i]``: sample ``i``'s length in tokens."""
+
+    def __init__(self, sampler, lengths: Sequence[int], group: int, seed: int = 0):
+        if isinstance(group, bool) or not isinstance(group, int) or group < 1:
+            raise ValueError(f"group must be an integer >= 1 (batches sorted together), got {group!r}")
+        self.sampler, self.group, self.seed = sampler, group, int(seed)
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        self.counts = [(name, c) for name, c in sampler.counts_per_batch.items() if c]
+        self._cache: tuple[int, list[list[int]]] | None = None
+
+    def batch_at(self, step: int) -> list[int]:
+        """The batch of step ``step`` (computes its group once, O(group × batch))."""
+        if step < 0:
+            raise ValueError(f"step must be >= 0, got {step}")
+        if self.group == 1:
+            return self.sampler.batch_at(step)
+        g, j = divmod(step, self.group)
+        if self._cache is None or self._cache[0] != g:
+            self._cache = (g, self._deal(g))
+        return self._cache[1][j]
+
+    def _deal(self, g: int) -> list[list[int]]:
+        plain = np.array([self.sampler.batch_at(g * self.group + j) for j in range(self.group)], dtype=np.int64)
+        dealt = np.empty_like(plain)
+        col = 0
+        for _, c in self.counts:  # the sampler groups each batch by type, in this order
+            pool = plain[:, col:col + c].ravel()
+            pool = pool[np.argsort(self.lengths[pool], kind="stable")]
+            dealt[:, col:col + c] = pool.reshape(self.group, c)
+            col += c
+        order = np.random.default_rng([self.seed, g]).permutation(self.group)
+        return dealt[order].tolist()
+
+
+def padding_share(batches, lengths: Sequence[int], steps: range) -> float:
+    """The share of padding in what right-padded batches compute: 1 − tokens / (longest × size),
+    summed over ``batches.batch_at(step)`` for ``step`` in ``steps``."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    real = padded = 0
+    for step in steps:
+        sizes = lengths[batches.batch_at(step)]
+        real += int(sizes.sum())
+        padded += int(sizes.max()) * len(sizes)
+    return 1.0 - real / padded if padded else 0.0
+
+
 class RankBatchSampler:
     """Micro batches for one rank: at micro step ``k`` rank ``r`` of ``W`` takes
     ``sampler.batch_at(k·W + r)``, for ``k`` in ``[start, end)``. Every rank's batch keeps the
