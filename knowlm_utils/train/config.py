@@ -48,7 +48,7 @@ class LoraSection(Section):
                                help="module names that get LoRA adapters")
     integer_mask_dropout: bool = field(True, help="draw the LoRA dropout masks on CPU from 64-bit random integers "
                                                   "cut into 15-bit ones: nn.Dropout's distribution at a fraction of "
-                                                  "its cost (cpu-long steps 1.18x faster: benchmarks/"
+                                                  "its cost (cpu-long steps about 1.2x faster: benchmarks/"
                                                   "bench_sft_step_time.py --compare dropout); false: PEFT's "
                                                   "nn.Dropout")
 
