@@ -368,7 +368,8 @@ def main(config: SFTConfig | str | os.PathLike, overrides: Overrides = None) -> 
         "vocab_size": len(tokenizer), "tokens_seen": tokens, "train_runtime_s": runtime,
         "tokens_per_s": session_tokens / spent if spent > 0 else None, "train_loss": train_out.metrics.get("train_loss"),
         "proportions": data.proportions, "counts_per_batch": sampler.counts_per_batch, "data": data.stats,
-        "padding": padding, "final_eval": final_eval, "adapter": adapter, "wall_s": time.time() - t_start, "config": config.to_dict(),
+        "padding": padding, "final_eval": final_eval, "adapter": adapter, "wall_s": time.time() - t_start,
+        "config": config.to_dict(),
     }
     if trainer.is_world_process_zero():
         write_json_atomic(output_dir / LOG_HISTORY, trainer.state.log_history)
