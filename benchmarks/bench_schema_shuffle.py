@@ -19,38 +19,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def train_arms(args, wd: Path, outs: list[str]) -> None:
-    """Both arms as `knowlm sft` processes, in parallel, one thread each; logs beside the runs."""
-    procs = []
-    for out, share in zip(outs, (0.0, args.share)):
-        cmd = [sys.executable, "-m", "knowlm_utils.cli", "sft", args.config, "-o", f"workdir={wd}",
-               "-o", f"output_dir={out}", "-o", f"fit_schedule_minutes={args.minutes}",
-               "-o", f"fit_reserve_minutes={args.reserve}", "-o", "max_steps=100000", "-o", f"schema_shuffle={share}",
-               "-o", "progress=false"]
-        if args.init_adapter:
-            cmd += ["-o", f"init_adapter={wd / args.init_adapter}"]
-        for o in args.override:
-            cmd += ["-o", o]
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        (wd / out).parent.mkdir(parents=True, exist_ok=True)
-        log = open(wd / f"{out}.log", "w", encoding="utf-8")
-        procs.append((subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT), log, out))
-    for proc, log, out in procs:
-        rc = proc.wait()
-        log.close()
-        if rc:
-            raise SystemExit(f"{out}: knowlm sft exited {rc}; see {wd / out}.log")
+    """Both arms side by side, one thread each (``bench_sft_arms.train_side_by_side``)."""
+    from bench_sft_arms import train_side_by_side
+
+    runs = [(out, [f"schema_shuffle={share}"]) for out, share in zip(outs, (0.0, args.share))]
+    train_side_by_side(args.config, wd, runs, args.minutes, args.reserve, args.init_adapter, args.override)
 
 
 def permuted(records: list[dict], seed: int) -> list[dict]:
@@ -65,12 +49,12 @@ def permuted(records: list[dict], seed: int) -> list[dict]:
 
 
 def score(run: Path, base: Path, records: list[dict], view: list[dict], tok, batch_size: int) -> dict:
-    from knowlm_utils.ie.eval_cli import load_model, load_prompter
+    from bench_sft_arms import load_run
+
     from knowlm_utils.ie.evaluate import evaluate_predictions
     from knowlm_utils.ie.predict import predict_records
 
-    model = load_model(run) if (run / "config.json").is_file() else load_model(base, run)
-    prompts = load_prompter(run, run.parent)
+    model, prompts = load_run(run, base)
     out = {}
     for name, recs, constrained in (("free", records, False), ("constrained", records, True),
                                     ("permuted", view, True)):

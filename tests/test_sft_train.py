@@ -133,6 +133,35 @@ def test_schema_shuffle_reorders_the_iepile_records_it_trains_on(base_model, ie_
         sft.SFTConfig.load(SMOKE, _cfg(base_model, ie_dir, tmp_path / "c", "schema_shuffle=2"))
 
 
+def test_empty_answer_share_caps_the_all_empty_answers_before_thinning(base_model, ie_dir, tmp_path, capsys):
+    from transformers import AutoTokenizer
+
+    from knowlm_utils.ie.evaluate import parse_gold
+    from knowlm_utils.sft.data import read_records
+
+    tok = AutoTokenizer.from_pretrained(str(base_model), local_files_only=True)
+    args = ("styles=[iepile]", "tasks=[RE]", "general_ratio=0", "max_train_records=null")
+    plain = sft.prepare_data(sft.SFTConfig.load(SMOKE, _cfg(base_model, ie_dir, tmp_path / "a", *args)), tok)
+    capped = sft.prepare_data(sft.SFTConfig.load(SMOKE, _cfg(base_model, ie_dir, tmp_path / "b", *args,
+                                                              "empty_answer_share=0.2")), tok)
+    train = read_records(ie_dir, "train")
+    rows = sft.select_records(train, sft.SFTConfig.load(SMOKE, _cfg(base_model, ie_dir, tmp_path / "c", *args)))[0]
+    n_empty = sum(not parse_gold(r) for r in rows)
+    assert plain.stats["empty_answers"] is None and n_empty > len(rows) // 3  # the real mix: many empty chunks
+    st = capped.stats["empty_answers"]
+    kept_empty = sum(g["kept_empty"] for g in st["by_group"].values())
+    answered = sum(g["answered"] for g in st["by_group"].values())
+    assert answered == len(rows) - n_empty and kept_empty <= 0.25 * answered and st["dropped"] == n_empty - kept_empty
+    assert len(capped.train) == len(plain.train) - st["dropped"]
+    assert "empty answers (at most 20% per task): kept RE/" in capsys.readouterr().out
+    # the cap comes before max_train_records: the thinned 64 hold the capped mix
+    thin = sft.select_records(train, sft.SFTConfig.load(SMOKE, _cfg(base_model, ie_dir, tmp_path / "d", *args[:3],
+                                                                    "empty_answer_share=0.2")))[0]
+    assert len(thin) == 64 and sum(not parse_gold(r) for r in thin) <= 0.25 * 64 < n_empty / len(rows) * 64
+    with pytest.raises(ValueError, match="empty_answer_share"):
+        sft.SFTConfig.load(SMOKE, _cfg(base_model, ie_dir, tmp_path / "e", "empty_answer_share=1"))
+
+
 def test_copy_records_take_their_share_of_every_batch(base_model, ie_dir, tmp_path):
     from transformers import AutoTokenizer
 

@@ -8,6 +8,9 @@ Alpaca instructions.
   padding collator.
 * :mod:`.segmentation` — the ``copy_aligned`` segmentation: a name gets the same token ids in the
   sentence and in the answer, so a model can copy it.
+* :mod:`.names`, :mod:`.copy_task`, :mod:`.schema_order`, :mod:`.empty_answers` — what the train
+  records become before tokenisation: renamed entities, copy records, shuffled schemas, a cap on
+  answers with nothing in them.
 
 Nothing heavy is imported here (torch and transformers are imported where they are used).
 """

@@ -52,6 +52,11 @@ class SFTConfig(StageConfig, TrainingArgs):
                                  "(Alpaca) records; 0: IE only")
     max_train_records: int | None = field(None, ge=1, help="read at most this many IE train records (evenly "
                                           "spaced; course presets)")
+    empty_answer_share: float | None = field(None, ge=0, lt=1, help="at most this share of each task's IE train "
+                                             "records (per language and style) may have an answer with nothing in "
+                                             "it (IEPile's negative schema chunks: 51 % of the RE records); the "
+                                             "surplus is dropped before max_train_records, evenly spaced, and "
+                                             "counted (knowlm_utils.sft.empty_answers); null: keep all")
     max_eval_records: int | None = field(200, ge=1, help="held-out records per task for the eval loss")
     lora: LoraSection = field(default_factory=lambda: LoraSection(r=16, alpha=32, dropout=0.05),
                               help="LoRA settings (KnowLM: r 16, alpha 32, dropout 0.05, all projections)")
@@ -102,9 +107,10 @@ def _print(msg: str) -> None:
         print(f"[sft] {msg}", flush=True)
 
 
-def select_records(records, config: SFTConfig) -> tuple[list[dict], list[dict]]:
+def select_records(records, config: SFTConfig, empty_stats: list | None = None) -> tuple[list[dict], list[dict]]:
     """(IE records of the configured tasks/styles/langs, general records) of one split; the IE
-    ones thinned to ``max_train_records`` evenly spaced (every task keeps its share)."""
+    ones' empty answers capped at ``empty_answer_share`` (the counts appended to ``empty_stats``), then
+    thinned to ``max_train_records`` evenly spaced (every task keeps its share)."""
     ie, general = [], []
     for r in records:
         if r["task"] == "GENERAL":
@@ -112,6 +118,12 @@ def select_records(records, config: SFTConfig) -> tuple[list[dict], list[dict]]:
                 general.append(r)
         elif r["task"] in config.tasks and r["style"] in config.styles and r["lang"] in config.langs:
             ie.append(r)
+    if config.empty_answer_share is not None:
+        from .empty_answers import cap_empty_answers
+
+        ie, stats = cap_empty_answers(ie, config.empty_answer_share)
+        if empty_stats is not None:
+            empty_stats.append(stats)
     if config.max_train_records is not None and len(ie) > config.max_train_records:
         step = len(ie) / config.max_train_records
         ie = [ie[int(i * step)] for i in range(config.max_train_records)]
@@ -171,7 +183,10 @@ def prepare_data(config: SFTConfig, tokenizer) -> _Data:
     from .data import TokenizeStats, read_records
 
     data_dir = config.path(config.data_dir)
-    ie, general = select_records(read_records(data_dir, "train"), config)
+    empty_stats: list = []
+    ie, general = select_records(read_records(data_dir, "train"), config, empty_stats)
+    if empty_stats:
+        _print(f"empty answers (at most {config.empty_answer_share:.0%} per task): {empty_stats[0].summary()}")
     if not ie:
         raise ValueError(f"{data_dir}/train.jsonl has no records of tasks {config.tasks}, styles {config.styles}, "
                          f"languages {config.langs}")
@@ -218,7 +233,8 @@ def prepare_data(config: SFTConfig, tokenizer) -> _Data:
     stats = {"train_ie": st_ie.to_dict(), "train_general": st_gen.to_dict(), "train_copy": st_copy.to_dict(),
              "eval": st_eval.to_dict(), "records": {"ie": len(ie), "general": len(general),
                                                     "copy": ranges.get("COPY", (0, 0))[1] - ranges.get("COPY", (0, 0))[0]}, "name_substitution": substituted.to_dict(),
-             "schema_shuffle": shuffled.to_dict()}
+             "schema_shuffle": shuffled.to_dict(),
+             "empty_answers": empty_stats[0].to_dict() if empty_stats else None}
     return _Data(train, ranges, proportions, evals, eval_ranges, stats)
 
 
