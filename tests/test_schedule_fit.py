@@ -81,7 +81,8 @@ def test_the_progress_bar_ends_at_the_fitted_step(tmp_path):
 
     from knowlm_utils.train.schedule_fit import schedule_fit_callback
 
-    cfg = SimpleNamespace(max_steps=20_000, fit_schedule_minutes=0.01, fit_reserve_minutes=0.0, fit_calibration_steps=2)
+    cfg = SimpleNamespace(max_steps=20_000, fit_schedule_minutes=0.01, fit_reserve_minutes=0.0, fit_calibration_steps=2,
+                          fit_refit_steps=0)
     fitter = schedule_fit_callback(cfg, tmp_path, started=time.time())
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     sched = get_scheduler("cosine", opt, num_warmup_steps=0, num_training_steps=cfg.max_steps)
@@ -103,3 +104,44 @@ def test_the_progress_bar_ends_at_the_fitted_step(tmp_path):
     bar.close()
     assert fitter.fit is not None and fitter.fit["max_steps"] < 20_000
     assert bar.total == state.max_steps == fitter.fit["max_steps"]
+
+
+@pytest.mark.parametrize("refit_steps", [10, 0])
+def test_the_end_moves_when_the_pace_changes_after_the_fit(tmp_path, monkeypatch, refit_steps):
+    """Fitted at 1 s/step, the run slows to 2 s/step: a refit every 10 steps moves the end (and the
+    decay) earlier so that the 600 s are kept; with fit_refit_steps 0 the first fit stands."""
+    from types import SimpleNamespace
+
+    from knowlm_utils.train import schedule_fit
+    from knowlm_utils.train.trainer import fit_message
+    from transformers.trainer_callback import TrainerControl, TrainerState
+
+    clock = {"t": 0.0}
+    monkeypatch.setattr(schedule_fit, "time", SimpleNamespace(time=lambda: clock["t"]))
+    cfg = SimpleNamespace(max_steps=100_000, fit_schedule_minutes=10.0, fit_reserve_minutes=0.0,
+                          fit_calibration_steps=2, fit_refit_steps=refit_steps)
+    fitter = schedule_fit.schedule_fit_callback(cfg, tmp_path, started=0.0)
+    _, sched = _scheduler("cosine", total=cfg.max_steps)
+    state, control = TrainerState(), TrainerControl()
+    for step in range(1, 21):
+        clock["t"] += 1.0 if step <= 3 else 2.0
+        state.global_step = step
+        fitter.on_step_end(None, state, control, lr_scheduler=sched)
+        if step == 3:  # fitted: 1 s/step after 3 s, 597 s left
+            assert fitter.fit["max_steps"] == 600 and sched.lr_lambdas[0].keywords["num_training_steps"] == 600
+    record = json.loads((tmp_path / "schedule_fit.json").read_text("utf-8"))
+    assert record == json.loads(json.dumps(fitter.fit))
+    if refit_steps == 0:
+        assert fitter.fit["max_steps"] == 600 and len(fitter.fit["history"]) == 1
+        assert "refits" not in fit_message(fitter.fit)
+        return
+    # step 10 at 17 s: (17 - 1) / 9 s per step, 583 s left -> 327 more; step 20 at 37 s: 36 / 19, 563 s -> 297 more
+    assert [h[:2] for h in fitter.fit["history"]] == [[3, 600], [10, 337], [20, 317]]
+    assert state.max_steps == 317 and sched.lr_lambdas[0].keywords["num_training_steps"] == 317
+    assert fitter.fit["first_max_steps"] == 600 and fitter.fit["fitted_at_step"] == 20
+    assert "(first fit at step 3: max_steps 600; 2 refits)" in fit_message(fitter.fit)
+    assert not control.should_training_stop
+    clock["t"] = 700.0  # over the budget at the next refit: the run ends there
+    state.global_step = 30
+    fitter.on_step_end(None, state, control, lr_scheduler=sched)
+    assert fitter.fit["max_steps"] == 30 and control.should_training_stop

@@ -103,6 +103,9 @@ class TrainingArgs(Section):
                                                       "(the session's first step is not measured)")
     fit_reserve_minutes: float = field(0.0, ge=0, help="minutes of fit_schedule_minutes kept for the final evaluation "
                                                        "and save")
+    fit_refit_steps: int = field(500, ge=0, help="after the first fit, fit again every this many steps from the "
+                                                 "session's whole pace so far and move the schedule's end to match "
+                                                 "(0: fit once)")
     dataloader_workers: int = field(0, ge=0, help="DataLoader worker processes (0: load in the training process)")
     progress: bool = field(True, help="show the Trainer's progress bar")
 

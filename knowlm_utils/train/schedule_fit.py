@@ -7,8 +7,13 @@ GPU runs of issue 11 ended so). Here the run measures its own pace instead: afte
 rank's) set ``max_steps`` — never above the configured one — so that the decay of the Trainer's
 schedule ends when ``fit_schedule_minutes`` (counted from the stage's start, less
 ``fit_reserve_minutes`` for the final evaluation and save) are spent. The run then ends there as a
-completed run. The fit is written to ``OUTPUT/schedule_fit.json``; a run resumed from a checkpoint
-follows it rather than fitting again, so the schedule is the same as without the interruption.
+completed run. A pace measured over 20 steps is a guess (length-grouped batches differ, evaluations
+and checkpoints pause the run, the machine's load changes: a 92-minute CPU leg of issue 11 was
+fitted at 0.401 s/step and ran at 0.46), so every ``fit_refit_steps`` steps the fit is made again
+from the session's whole pace so far, and the end moves to where the time is up (at most the
+configured ``max_steps``); the decay then bends to the new end from the next step on. The fit is
+written to ``OUTPUT/schedule_fit.json`` (each fit in its ``history``); a run resumed from a checkpoint
+follows the last fit written rather than fitting again.
 
 Warm-up keeps the steps it was given (``warmup_steps``, or ``warmup_ratio`` × the configured
 ``max_steps``). Only schedules that decay to an end step can be fitted (:data:`FITTABLE`).
@@ -115,6 +120,9 @@ def schedule_fit_callback(config, output_dir: Path, started: float):
 
         def on_step_end(self, args, state, control, lr_scheduler=None, **kwargs):
             if self.fit is not None:
+                every = config.fit_refit_steps
+                if every and state.global_step % every == 0 and state.global_step < self.fit["max_steps"]:
+                    self._fit(state, lr_scheduler)  # the whole session's pace so far, not the first steps'
                 if state.global_step >= self.fit["max_steps"]:
                     control.should_training_stop = True
                 return control
@@ -124,20 +132,29 @@ def schedule_fit_callback(config, output_dir: Path, started: float):
             measured = state.global_step - self.first_step
             if measured < config.fit_calibration_steps and state.global_step < config.max_steps:
                 return control
-            per_step, elapsed = _slowest((time.time() - self.first_time) / measured, time.time() - started)
-            budget = (config.fit_schedule_minutes - config.fit_reserve_minutes) * 60
-            steps = fitted_max_steps(state.global_step, per_step, elapsed, budget, config.max_steps)
-            refit_schedule(lr_scheduler, steps)
-            state.max_steps = steps
-            retotal_progress(self.handler, steps)
-            self.fit = {"max_steps": steps, "configured_max_steps": config.max_steps,
-                        "minutes": config.fit_schedule_minutes, "reserve_minutes": config.fit_reserve_minutes,
-                        "seconds_per_step": per_step, "fitted_at_step": state.global_step, "elapsed_s": elapsed}
-            if state.is_world_process_zero:
-                write_json_atomic(Path(output_dir) / SCHEDULE_FIT, self.fit)
-            if state.global_step >= steps:
+            self._fit(state, lr_scheduler)
+            if state.global_step >= self.fit["max_steps"]:
                 control.should_training_stop = True
             return control
+
+        def _fit(self, state, lr_scheduler) -> None:
+            """Fit the end step to the pace measured since the session's first step (the slowest
+            rank's): the schedule, the Trainer's max_steps, the progress bar and the record."""
+            now = time.time()
+            per_step, elapsed = _slowest((now - self.first_time) / (state.global_step - self.first_step), now - started)
+            budget = (config.fit_schedule_minutes - config.fit_reserve_minutes) * 60
+            steps = fitted_max_steps(state.global_step, per_step, elapsed, budget, config.max_steps)
+            if self.fit is None or steps != self.fit["max_steps"]:
+                refit_schedule(lr_scheduler, steps)
+                state.max_steps = steps
+                retotal_progress(self.handler, steps)
+            history = (self.fit or {}).get("history", []) + [[state.global_step, steps, round(per_step, 6)]]
+            self.fit = {"max_steps": steps, "configured_max_steps": config.max_steps,
+                        "minutes": config.fit_schedule_minutes, "reserve_minutes": config.fit_reserve_minutes,
+                        "seconds_per_step": per_step, "fitted_at_step": state.global_step, "elapsed_s": elapsed,
+                        "first_max_steps": history[0][1], "history": history}
+            if state.is_world_process_zero:
+                write_json_atomic(Path(output_dir) / SCHEDULE_FIT, self.fit)
 
     return FitScheduleToMinutes()
 

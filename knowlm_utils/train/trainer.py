@@ -329,8 +329,11 @@ def follow_schedule_fit(config, output_dir: Path, resume: Path | None, log=print
 
 def fit_message(fit: dict[str, Any]) -> str:
     """What a run whose schedule was fitted tells its user."""
+    history = fit.get("history") or []
+    first = (f" (first fit at step {history[0][0]}: max_steps {history[0][1]}; {len(history) - 1} refits)"
+             if len(history) > 1 else "")
     return (f"schedule fitted at step {fit['fitted_at_step']}: {fit['seconds_per_step']:.3g} s/step → max_steps "
-            f"{fit['max_steps']} of {fit['configured_max_steps']} in {fit['minutes']:g} min")
+            f"{fit['max_steps']} of {fit['configured_max_steps']} in {fit['minutes']:g} min{first}")
 
 
 def stopped_by(trainer, config, timer) -> str | None:
