@@ -138,7 +138,7 @@ def test_the_end_moves_when_the_pace_changes_after_the_fit(tmp_path, monkeypatch
     # step 10 at 17 s: (17 - 1) / 9 s per step, 583 s left -> 327 more; step 20 at 37 s: 36 / 19, 563 s -> 297 more
     assert [h[:2] for h in fitter.fit["history"]] == [[3, 600], [10, 337], [20, 317]]
     assert state.max_steps == 317 and sched.lr_lambdas[0].keywords["num_training_steps"] == 317
-    assert fitter.fit["first_max_steps"] == 600 and fitter.fit["fitted_at_step"] == 20
+    assert fitter.fit["fitted_at_step"] == 20
     assert "(first fit at step 3: max_steps 600; 2 refits)" in fit_message(fitter.fit)
     assert not control.should_training_stop
     clock["t"] = 700.0  # over the budget at the next refit: the run ends there

@@ -9,7 +9,7 @@ schedule ends when ``fit_schedule_minutes`` (counted from the stage's start, les
 ``fit_reserve_minutes`` for the final evaluation and save) are spent. The run then ends there as a
 completed run. A pace measured over 20 steps is a guess (length-grouped batches differ, evaluations
 and checkpoints pause the run, the machine's load changes: a 92-minute CPU leg of issue 11 was
-fitted at 0.401 s/step and ran at 0.46), so every ``fit_refit_steps`` steps the fit is made again
+fitted at 0.401 s/step and averaged 0.515), so every ``fit_refit_steps`` steps the fit is made again
 from the session's whole pace so far, and the end moves to where the time is up (at most the
 configured ``max_steps``); the decay then bends to the new end from the next step on. The fit is
 written to ``OUTPUT/schedule_fit.json`` (each fit in its ``history``); a run resumed from a checkpoint
@@ -119,20 +119,17 @@ def schedule_fit_callback(config, output_dir: Path, started: float):
             refit_schedule(lr_scheduler, args.max_steps)  # refuses a schedule it could not fit, before step 1
 
         def on_step_end(self, args, state, control, lr_scheduler=None, **kwargs):
-            if self.fit is not None:
-                every = config.fit_refit_steps
-                if every and state.global_step % every == 0 and state.global_step < self.fit["max_steps"]:
-                    self._fit(state, lr_scheduler)  # the whole session's pace so far, not the first steps'
-                if state.global_step >= self.fit["max_steps"]:
-                    control.should_training_stop = True
-                return control
-            if self.first_step is None:  # the session's first step carries its start-up cost: not measured
-                self.first_step, self.first_time = state.global_step, time.time()
-                return control
-            measured = state.global_step - self.first_step
-            if measured < config.fit_calibration_steps and state.global_step < config.max_steps:
-                return control
-            self._fit(state, lr_scheduler)
+            if self.fit is None:
+                if self.first_step is None:  # the session's first step carries its start-up cost: not measured
+                    self.first_step, self.first_time = state.global_step, time.time()
+                    return control
+                measured = state.global_step - self.first_step
+                if measured < config.fit_calibration_steps and state.global_step < config.max_steps:
+                    return control
+                self._fit(state, lr_scheduler)
+            elif (config.fit_refit_steps and state.global_step % config.fit_refit_steps == 0
+                  and state.global_step < self.fit["max_steps"]):
+                self._fit(state, lr_scheduler)  # the whole session's pace so far, not the first steps'
             if state.global_step >= self.fit["max_steps"]:
                 control.should_training_stop = True
             return control
@@ -152,7 +149,7 @@ def schedule_fit_callback(config, output_dir: Path, started: float):
             self.fit = {"max_steps": steps, "configured_max_steps": config.max_steps,
                         "minutes": config.fit_schedule_minutes, "reserve_minutes": config.fit_reserve_minutes,
                         "seconds_per_step": per_step, "fitted_at_step": state.global_step, "elapsed_s": elapsed,
-                        "first_max_steps": history[0][1], "history": history}
+                        "history": history}
             if state.is_world_process_zero:
                 write_json_atomic(Path(output_dir) / SCHEDULE_FIT, self.fit)
 
