@@ -182,6 +182,36 @@ def test_copy_records_take_their_share_of_every_batch(base_model, ie_dir, tmp_pa
         sft.SFTConfig.load(SMOKE, _cfg(base_model, ie_dir, tmp_path / "d", "copy_ratio=0.75"))
 
 
+def test_task_shares_split_the_ie_part_of_every_batch_by_task(base_model, ie_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    shares = "task_shares={NER: 2, RE: 1}"
+    every = ("max_train_records=null", "name_substitution=0")  # the same records whatever the tasks
+    cfg = sft.SFTConfig.load(SMOKE, _cfg(base_model, ie_dir, tmp_path / "s", shares, *every))
+    tok = AutoTokenizer.from_pretrained(str(base_model), local_files_only=True)
+    data = sft.prepare_data(cfg, tok)
+    plain = sft.prepare_data(sft.SFTConfig.load(SMOKE, _cfg(base_model, ie_dir, tmp_path / "p", *every)), tok)
+    assert set(data.type_ranges) == {"IE:NER", "IE:RE", "GENERAL"}
+    assert data.proportions == pytest.approx({"IE:NER": 0.5, "IE:RE": 0.25, "GENERAL": 0.25})
+    for task in ("NER", "RE"):  # each group holds exactly its task's samples: none lost, none moved
+        start, end = data.type_ranges[f"IE:{task}"]
+        alone = sft.prepare_data(sft.SFTConfig.load(SMOKE, _cfg(base_model, ie_dir, tmp_path / task, *every,
+                                                                f"tasks=[{task}]")), tok)
+        a_start, a_end = alone.type_ranges["IE"]
+        assert end > start and sorted(tuple(x["input_ids"]) for x in data.train[start:end]) == \
+            sorted(tuple(x["input_ids"]) for x in alone.train[a_start:a_end])
+    n_ie = sum(e - s for k, (s, e) in data.type_ranges.items() if k.startswith("IE:"))
+    assert n_ie == plain.type_ranges["IE"][1] - plain.type_ranges["IE"][0]
+    m = sft.main(SMOKE, _cfg(base_model, ie_dir, tmp_path / "run", shares, "micro_batch=8", "max_steps=2"))
+    assert m["completed"] and m["counts_per_batch"] == {"IE:NER": 4, "IE:RE": 2, "GENERAL": 2}
+    for bad, msg in (("task_shares={NER: 1}", r"no weight for task\(s\) \['RE'\]"),
+                     ("task_shares={NER: 1, RE: 1, EE: 1}", r"\['EE'\] not in tasks"),
+                     ("task_shares={NER: 0, RE: 0}", "must not all be 0"),
+                     ("task_shares={NER: -1, RE: 1}", "task_shares")):
+        with pytest.raises(ValueError, match=msg):
+            sft.SFTConfig.load(SMOKE, _cfg(base_model, ie_dir, tmp_path / "bad", bad))
+
+
 def test_init_adapter_starts_from_a_trained_adapter_with_a_fresh_schedule(base_model, ie_dir, tmp_path):
     first = sft.main(SMOKE, _cfg(base_model, ie_dir, tmp_path / "first"))
     adapter = Path(first["final_dir"]) / "adapter"

@@ -9,7 +9,7 @@ run as a plain process or under ``deepspeed``/``torchrun`` like pretraining (the
 * every micro batch drawn from the record groups in fixed proportions — IE vs general by
   ``general_ratio`` (KnowLM mixed IE, general, CoT and code instructions), and copy records by
   ``copy_ratio`` (:mod:`.copy_task`: the model writes its input back, so every answer token is a
-  copy target) — by the same exactly
+  copy target), and the IE part split among tasks by ``task_shares`` when set — by the same exactly
   resumable sampler as pretraining (:class:`~knowlm_utils.train.sampling.ProportionalBatchSampler`);
 * held-out loss on the answer tokens per task (:class:`~knowlm_utils.train.evaluation.TypedEvaluator`);
 * PEFT LoRA (KnowLM: r 16, α 32, dropout 0.05 on q/k/v/o/gate/up/down); when the tokenizer is
@@ -74,6 +74,10 @@ class SFTConfig(StageConfig, TrainingArgs):
                               "train sentences, name-substituted, to be written back verbatim: every answer "
                               "token is a copy target; knowlm_utils.sft.copy_task); 0: off")
     copy_group: int = field(4, ge=1, help="sentences joined into one copy record")
+    task_shares: dict[str, float] = field(default_factory=dict, ge=0, help="task -> weight of its records in the IE "
+                                          "part of every micro batch (e.g. {NER: 2, RE: 1}: two NER records for each "
+                                          "RE one, each task a sampler group of its own); every task of tasks needs "
+                                          "a weight; empty: one IE group, each task as often as it has records")
     group_by_length: int = field(0, ge=0, help="deal the samples of every N consecutive micro batches out again by "
                                  "length, each type sorted on its own, so a micro batch pads less (type counts per "
                                  "batch, the samples seen and exact resume unchanged; knowlm_utils.train.sampling."
@@ -94,6 +98,16 @@ class SFTConfig(StageConfig, TrainingArgs):
         if self.general_ratio + self.copy_ratio >= 1:
             raise ValueError(f"general_ratio + copy_ratio must be < 1 (IE records need a share), got "
                              f"{self.general_ratio} + {self.copy_ratio}")
+        if self.task_shares:
+            unknown = sorted(set(self.task_shares) - set(self.tasks))
+            if unknown:
+                raise ValueError(f"task_shares: {unknown} not in tasks {self.tasks}")
+            missing = [t for t in self.tasks if t not in self.task_shares]
+            if missing:
+                raise ValueError(f"task_shares: no weight for task(s) {missing} (give every task of tasks a weight, "
+                                 "0 to leave it out of the batches)")
+            if sum(self.task_shares.values()) <= 0:
+                raise ValueError(f"task_shares: the weights must not all be 0, got {self.task_shares}")
 
 
 def load_sft_config(path: str | os.PathLike, overrides: Overrides = None) -> SFTConfig:
@@ -204,9 +218,25 @@ def prepare_data(config: SFTConfig, tokenizer) -> _Data:
         _print(f"schema order: {shuffled.shuffled} of {shuffled.considered} IEPile records shuffled "
                f"(left as they were: {dict(shuffled.skipped) or 'none'})")
     st_ie, st_gen, st_copy, st_eval = TokenizeStats(), TokenizeStats(), TokenizeStats(), TokenizeStats()
-    train = _tokenized(ie, tokenizer, config.data, st_ie)
-    ranges = {"IE": (0, len(train))}
-    proportions = {"IE": 1.0}
+    ranges, proportions, train = {}, {}, []
+    if config.task_shares:  # one sampler group per task, sharing the IE part of the batch by weight
+        total = sum(config.task_shares.values())
+        for task in config.tasks:
+            rows = [r for r in ie if r["task"] == task]
+            start = len(train)
+            if config.task_shares[task] > 0 and rows:
+                train += _tokenized(rows, tokenizer, config.data, st_ie)
+            if len(train) > start:
+                ranges[f"IE:{task}"] = (start, len(train))
+                proportions[f"IE:{task}"] = config.task_shares[task] / total
+        if not ranges:
+            raise ValueError(f"task_shares {config.task_shares}: no task with a weight > 0 has train records")
+        share = sum(proportions.values())
+        proportions = {k: v / share for k, v in proportions.items()}  # a task without records gives its share back
+    else:
+        train = _tokenized(ie, tokenizer, config.data, st_ie)
+        ranges, proportions = {"IE": (0, len(train))}, {"IE": 1.0}
+    ie_groups = list(proportions)
     extra = {"GENERAL": (config.general_ratio, general, st_gen)}
     if config.copy_ratio > 0:
         from .copy_task import copy_records
@@ -222,7 +252,9 @@ def prepare_data(config: SFTConfig, tokenizer) -> _Data:
         if len(train) > start:
             ranges[group] = (start, len(train))
             proportions[group] = ratio
-            proportions["IE"] -= ratio
+    ie_share = 1.0 - sum(proportions[g] for g in proportions if g not in ie_groups)
+    for g in ie_groups:  # the IE groups share what general and copy records leave
+        proportions[g] *= ie_share
     evals, eval_ranges = [], {}
     valid = data_dir / "valid.jsonl"
     if valid.is_file():
