@@ -220,7 +220,6 @@ def prepare_data(config: SFTConfig, tokenizer) -> _Data:
     st_ie, st_gen, st_copy, st_eval = TokenizeStats(), TokenizeStats(), TokenizeStats(), TokenizeStats()
     ranges, proportions, train = {}, {}, []
     if config.task_shares:  # one sampler group per task, sharing the IE part of the batch by weight
-        total = sum(config.task_shares.values())
         for task in config.tasks:
             rows = [r for r in ie if r["task"] == task]
             start = len(train)
@@ -228,11 +227,11 @@ def prepare_data(config: SFTConfig, tokenizer) -> _Data:
                 train += _tokenized(rows, tokenizer, config.data, st_ie)
             if len(train) > start:
                 ranges[f"IE:{task}"] = (start, len(train))
-                proportions[f"IE:{task}"] = config.task_shares[task] / total
+                proportions[f"IE:{task}"] = float(config.task_shares[task])
         if not ranges:
             raise ValueError(f"task_shares {config.task_shares}: no task with a weight > 0 has train records")
-        share = sum(proportions.values())
-        proportions = {k: v / share for k, v in proportions.items()}  # a task without records gives its share back
+        weight = sum(proportions.values())  # over the tasks that have records: one without gives its share back
+        proportions = {k: v / weight for k, v in proportions.items()}
     else:
         train = _tokenized(ie, tokenizer, config.data, st_ie)
         ranges, proportions = {"IE": (0, len(train))}, {"IE": 1.0}
