@@ -11,7 +11,8 @@ import socket
 import subprocess
 import sys
 import urllib.parse
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 import pytest
 
@@ -213,16 +214,38 @@ def test_eight_parallel_clients_get_the_sequential_outputs(url):
     assert len({json.dumps(o, sort_keys=True) for o in sequential}) >= 10  # really different requests
 
 
-def test_a_full_queue_answers_503(bei):
-    settings = ServeSettings(max_queue=1, max_tokens_limit=2000)
-    with ServerThread(create_app(bei, settings)) as u:
-        with ThreadPoolExecutor(5) as pool:
-            results = list(pool.map(lambda _: post(u, "/generate", {"instruction": "x",
-                                                                    "parameters": {"max_tokens": 900}}), range(5)))
-    statuses = sorted(s for s, _ in results)
-    assert statuses.count(200) >= 2 and 503 in statuses, statuses
-    busy = next(out for s, out in results if s == 503)
-    assert busy["error"] == "server busy: 1 requests are already waiting; retry later"
+def test_a_full_queue_answers_503(sp, sp_model_path):
+    """One request runs (held inside its first forward pass), one waits, the rest get 503 at once;
+    the held one and the waiting one both finish once released. No timing luck involved."""
+    model = scripted_llama(sp_model_path, byte_ids(sp, "北"))
+    generator = Generator(model, sp)
+    running, release = threading.Event(), threading.Event()
+
+    def hold_the_worker(*_):
+        running.set()
+        assert release.wait(60), "the test never released the worker"
+
+    model.register_forward_pre_hook(hold_the_worker)
+    body = {"instruction": "x", "parameters": {"max_tokens": 6}}  # 北 is three byte tokens
+    with ServerThread(create_app(generator, ServeSettings(max_queue=1, max_tokens_limit=2000))) as u, \
+            ThreadPoolExecutor(5) as pool:
+        first = pool.submit(post, u, "/generate", body)
+        assert running.wait(60), "the first request never reached the model"
+        others = [pool.submit(post, u, "/generate", body) for _ in range(4)]
+        answered = []
+        while len(answered) < 3:  # three are refused while the first runs and one waits
+            done, _ = wait(set(others) - set(answered), timeout=60, return_when=FIRST_COMPLETED)
+            assert done, "no answer within 60 s"
+            answered += done
+        refused = [f.result() for f in answered]
+        waiting = next(f for f in others if f not in answered)
+        assert not waiting.done()
+        release.set()
+        served = [first.result(60), waiting.result(60)]
+    assert [s for s, _ in refused] == [503] * 3, refused
+    assert all(out == {"generated_text": None, "num_output_tokens_cf": 0, "error":
+                       "server busy: 1 requests are already waiting; retry later"} for _, out in refused), refused
+    assert [(s, out["generated_text"]) for s, out in served] == [(200, "北北")] * 2, served
 
 
 def test_api_key(gen):
