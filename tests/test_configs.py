@@ -169,3 +169,26 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert err.count("\n") == 1 and "not valid YAML" in err
     assert cli.main(["preprocess"]) == 2
     assert "give a CONFIG.yaml" in capsys.readouterr().err
+
+
+def test_make_sft_long_chains_each_leg_to_the_adapter_of_the_one_before(tmp_path):
+    """`make sft-long` runs the long CPU recipe's legs in order; every leg's config starts from the
+    adapter the leg before it writes, and every leg is restartable (resume_from=latest)."""
+    import shlex
+    import subprocess
+
+    dry = subprocess.run(["make", "-n", "sft-long", f"WORKDIR={tmp_path}", "STAMP=Makefile"], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout
+    legs = []
+    for line in dry.splitlines():
+        if "knowlm sft " in line:
+            argv = shlex.split(line.split("else ", 1)[1].split(";")[0])
+            assert argv[1:2] == ["sft"] and set(argv[3::2]) == {"-o"}, argv
+            cfg = cli.config_class("sft").from_yaml(ROOT / argv[2], overrides=argv[4::2])
+            legs.append(cfg)
+            assert cfg.resume_from == "latest" and cfg.workdir == str(tmp_path)
+    assert [c.output_dir for c in legs] == ["sft/cpu-long-grouped"] + [f"sft/cpu-long-stage{i}" for i in range(2, 6)]
+    assert legs[0].init_adapter is None and legs[0].group_by_length == 16
+    for before, leg in zip(legs, legs[1:]):
+        assert leg.init_adapter == f"{before.output_dir}/final/adapter", leg.output_dir
+    assert f"--adapter {tmp_path}/sft/cpu-long-stage5/final/adapter" in dry.replace("\\\n", "")
