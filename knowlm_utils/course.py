@@ -6,8 +6,9 @@ notebook as an output with mime type ``application/vnd.knowlm.metrics+json`` and
 collects them into the summary (no side files, works the same under JupyterLab and papermill).
 
 A learner's first screens should hold what the course means to show. The runner therefore starts
-kernels over encrypted sockets (no "Kernel is running over TCP without encryption" per notebook)
-and checks every executed notebook for output nobody intended (:func:`unexpected_output`: stderr
+kernels over encrypted sockets (no "Kernel is running over TCP without encryption" per notebook),
+sends each kernel process's own stdout/stderr to ``runs/<run-name>/NN_topic.kernel.log`` instead of
+the terminal, and checks every executed notebook for output nobody intended (:func:`unexpected_output`: stderr
 lines, warnings, raw progress bars, saved progress widgets), minus the allow-list
 :data:`EXPECTED_OUTPUT`; what is left is reported per notebook in the summary (``make test``
 fails on it).
@@ -15,7 +16,6 @@ fails on it).
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
@@ -352,12 +352,15 @@ def _failure(nb_path: Path, exc: Exception) -> str:
     return f"{nb_path.name}: {cell_desc}: {ename}: {evalue}"
 
 
-@functools.lru_cache(maxsize=None)
-def kernel_manager_class():
+def kernel_manager_class(log_path: str | os.PathLike | None = None):
     """The kernel manager the runner starts notebooks with: CurveZMQ-encrypted sockets when pyzmq
     supports them (the kernelspec of ipykernel declares support), otherwise local IPC sockets.
     Either way ipykernel has no reason to print "Kernel is running over TCP without encryption"
-    for every notebook, and no other program on the machine can read the kernel's traffic."""
+    for every notebook, and no other program on the machine can read the kernel's traffic.
+    ``log_path``: where the kernel process's own stdout and stderr go (appended): its log lines
+    (jupyter_client interrupts a kernel before shutting it down, which ipykernel may log as
+    "KeyboardInterrupt caught in kernel") and whatever writes to its file descriptors directly;
+    the cells' output still reaches the notebook. None: the runner's terminal."""
     import zmq
     from jupyter_client.manager import AsyncKernelManager
     from traitlets import default
@@ -372,6 +375,12 @@ def kernel_manager_class():
         @default("transport")
         def _course_transport(self):
             return "tcp" if curve else "ipc"
+
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            if log_path is None:
+                return await super()._async_launch_kernel(kernel_cmd, **kw)
+            with open(log_path, "ab") as log:  # the kernel holds its own copy of the descriptor
+                return await super()._async_launch_kernel(kernel_cmd, **{**kw, "stdout": log, "stderr": log})
 
     return CourseKernelManager
 
@@ -407,22 +416,29 @@ def main(config: CourseConfig | str | os.PathLike, only: list[str] | None = None
         parameters.update(cli_global)
         parameters.update(cli_nb.get(nb.name[:2], {}))
         out_nb = run_dir / nb.name
+        kernel_log = run_dir / f"{nb.stem}.kernel.log"
+        kernel_log.unlink(missing_ok=True)  # the previous run's, in this run's own folder
         print(f"[course] {nb.stem} …", flush=True)
         t0 = time.perf_counter()
         entry: dict[str, Any] = {"parameters": parameters}
         try:
             pm.execute_notebook(str(nb), str(out_nb), parameters=parameters, kernel_name=config.kernel,
                                 cwd=str(repo_root()), progress_bar=False,
-                                execution_timeout=config.cell_timeout_s, kernel_manager_class=kernel_manager_class())
+                                execution_timeout=config.cell_timeout_s, kernel_manager_class=kernel_manager_class(kernel_log))
             entry.update(status="ok", error=None)
         except Exception as exc:  # papermill wraps kernel errors in PapermillExecutionError
             entry.update(status="failed", error=_failure(out_nb, exc))
+            if kernel_log.is_file() and kernel_log.stat().st_size:
+                entry["error"] += f" (the kernel's own output: {kernel_log})"
             failed = nb.stem
         entry["wall_s"] = round(time.perf_counter() - t0, 2)
         executed = nbformat.read(out_nb, as_version=4) if out_nb.exists() else None
         entry["metrics"] = collect_metrics(executed) if executed is not None else {}
         entry["unexpected_output"] = unexpected_output(executed, nb.name) if executed is not None else []
         entry["executed"] = str(out_nb)
+        if kernel_log.is_file() and not kernel_log.stat().st_size:
+            kernel_log.unlink()  # a quiet kernel leaves no empty file behind
+        entry["kernel_log"] = str(kernel_log) if kernel_log.is_file() else None
         summary["notebooks"][nb.stem] = entry
         print(f"[course] {nb.stem}: {entry['status']} in {entry['wall_s']:.1f} s", flush=True)
         if entry["unexpected_output"]:

@@ -75,6 +75,42 @@ def test_runner_reports_unexpected_output_in_the_summary(tmp_path):
     assert "a stray note" in (tmp_path / "runs" / "r" / "summary.md").read_text()
 
 
+def test_the_kernel_process_writes_to_its_log_not_to_the_runners_terminal(tmp_path, capfd):
+    """What reaches the kernel's own descriptors (its log lines; a library writing to fd 2) goes to
+    runs/<run>/NN_topic.kernel.log; the cells' output still goes to the notebook; a failure names the log."""
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    for name, last in [("00_fd", "print('in the notebook')"), ("01_quiet", "print('only here')"),
+                       ("02_dies", "os._exit(3)")]:
+        nb = nbformat.v4.new_notebook()
+        params = nbformat.v4.new_code_cell("workdir = ''")
+        params.metadata["tags"] = ["parameters"]
+        nb.cells = [params, nbformat.v4.new_code_cell(f"import os\nos.write(2, b'raw fd2 of {name}\\n')\n{last}"
+                                                      if name != "01_quiet" else last)]
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, nbs / f"{name}.ipynb")
+    run = tmp_path / "runs" / "r"
+    run.mkdir(parents=True)
+    (run / "00_fd.kernel.log").write_text("left from an earlier run\n")
+    cfg = CourseConfig(run_name="r", runs_dir=str(tmp_path / "runs"), notebooks_dir=str(nbs))
+    assert course.main(cfg) == 1
+    out, err = capfd.readouterr()
+    assert "raw fd2" not in out + err
+    log = (run / "00_fd.kernel.log").read_text()
+    assert "raw fd2 of 00_fd\n" in log and "earlier run" not in log  # this run's, started afresh
+    assert "raw fd2 of 02_dies" in (run / "02_dies.kernel.log").read_text()
+    summary = json.loads((run / "summary.json").read_text())["notebooks"]
+    assert summary["00_fd"]["status"] == "ok" and summary["00_fd"]["kernel_log"] == str(run / "00_fd.kernel.log")
+    assert summary["00_fd"]["unexpected_output"] == []
+    quiet = run / "01_quiet.kernel.log"  # none, unless ipykernel logged the interrupt before its shutdown
+    assert summary["01_quiet"]["kernel_log"] == (str(quiet) if quiet.exists() else None)
+    assert not quiet.exists() or "raw fd2" not in quiet.read_text() and quiet.stat().st_size
+    executed = nbformat.read(run / "00_fd.ipynb", as_version=4)
+    assert executed.cells[-1].outputs[0]["text"] == "in the notebook\n"
+    assert summary["02_dies"]["status"] == "failed"
+    assert summary["02_dies"]["error"].endswith(f"(the kernel's own output: {run / '02_dies.kernel.log'})")
+
+
 def test_kernels_talk_over_encrypted_or_local_sockets():
     import zmq
 
