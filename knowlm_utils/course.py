@@ -423,8 +423,8 @@ def main(config: CourseConfig | str | os.PathLike, only: list[str] | None = None
         entry: dict[str, Any] = {"parameters": parameters}
         try:
             pm.execute_notebook(str(nb), str(out_nb), parameters=parameters, kernel_name=config.kernel,
-                                cwd=str(repo_root()), progress_bar=False,
-                                execution_timeout=config.cell_timeout_s, kernel_manager_class=kernel_manager_class(kernel_log))
+                                cwd=str(repo_root()), progress_bar=False, execution_timeout=config.cell_timeout_s,
+                                kernel_manager_class=kernel_manager_class(kernel_log))
             entry.update(status="ok", error=None)
         except Exception as exc:  # papermill wraps kernel errors in PapermillExecutionError
             entry.update(status="failed", error=_failure(out_nb, exc))
