@@ -34,11 +34,11 @@ e2e: $(STAMP)
 	bash scripts/ensure_chromium.sh
 	$(BIN)/python -m pytest tests/e2e/browser_e2e.py
 
-# Issue 11's long CPU SFT recipe (README: the cpu-long* rows of the measured figures): five legs, each training on from the adapter of the
-# one before (configs/sft/cpu-long*.yaml), about 7 h 15 min on 2 cores, then the whole test split scored under
-# the answers' grammar (about 15 min; the report in runs/eval/). Needs the pretrained tiny model and the IE
-# data in WORKDIR: run `make course` first. Restartable: a finished leg (its final adapter written) is
-# skipped, an interrupted one goes on from its newest checkpoint.
+# Issue 11's long CPU SFT recipe (README: the cpu-long* rows of the measured figures): five legs, each
+# training on from the adapter of the one before (configs/sft/cpu-long*.yaml), about 7 h 15 min on 2 cores,
+# then the whole test split scored under the answers' grammar (about 15 min; the report in runs/eval/).
+# Needs the pretrained tiny model and the IE data in WORKDIR: run `make course` first. Restartable: a
+# finished leg (its final adapter written) is skipped, an interrupted one goes on from its newest checkpoint.
 WORKDIR ?= $(CURDIR)/runs/course-cpu/workdir
 define sft_leg  # $(1): the leg's folder under WORKDIR/sft, $(2): its config, $(3): more overrides
 	@if [ -f "$(WORKDIR)/sft/$(1)/final/adapter/adapter_model.safetensors" ]; then \
