@@ -428,8 +428,6 @@ def main(config: CourseConfig | str | os.PathLike, only: list[str] | None = None
             entry.update(status="ok", error=None)
         except Exception as exc:  # papermill wraps kernel errors in PapermillExecutionError
             entry.update(status="failed", error=_failure(out_nb, exc))
-            if kernel_log.is_file() and kernel_log.stat().st_size:
-                entry["error"] += f" (the kernel's own output: {kernel_log})"
             failed = nb.stem
         entry["wall_s"] = round(time.perf_counter() - t0, 2)
         executed = nbformat.read(out_nb, as_version=4) if out_nb.exists() else None
@@ -439,6 +437,8 @@ def main(config: CourseConfig | str | os.PathLike, only: list[str] | None = None
         if kernel_log.is_file() and not kernel_log.stat().st_size:
             kernel_log.unlink()  # a quiet kernel leaves no empty file behind
         entry["kernel_log"] = str(kernel_log) if kernel_log.is_file() else None
+        if failed == nb.stem and entry["kernel_log"]:
+            entry["error"] += f" (the kernel's own output: {kernel_log})"
         summary["notebooks"][nb.stem] = entry
         print(f"[course] {nb.stem}: {entry['status']} in {entry['wall_s']:.1f} s", flush=True)
         if entry["unexpected_output"]:
